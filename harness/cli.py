@@ -1,0 +1,120 @@
+"""The `bench` command line: load and validate a suite, then hand off to the runner or the report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from harness.errors import BenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="routebench: does random routing help fine-tuning?")
+out = Console()
+err = Console(stderr=True)
+
+SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file, e.g. suites/ner.yaml.")]
+ProfileOpt = Annotated[str | None, typer.Option(help="Budget profile from the suite (default: 'default' if defined).")]
+
+
+def _load(suite_path: Path, profile: str | None):
+    from harness.suite import expand, load_suite
+
+    suite = load_suite(suite_path)
+    return suite, expand(suite, suite_path, profile)
+
+
+def _log(quiet: bool):
+    if quiet:
+        return lambda _: None
+    return lambda line: err.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def _print_report(paths: list[Path]) -> None:
+    print(paths[0].read_text())
+
+
+@app.command()
+def validate(suite: SuiteArg, profile: ProfileOpt = None) -> None:
+    """Check a suite without running it: schema, names, profile; print the number of cells."""
+    _, cells = _load(suite, profile)
+    out.print(f"{suite}: ok, {len(cells)} cells")
+
+
+@app.command("list")
+def list_known() -> None:
+    """Show the known tasks, backbones, methods and routing strategies."""
+    from harness.methods import methods
+    from harness.models import backbones
+    from harness.routing import routers
+    from harness.tasks import builtin_tasks, families
+
+    out.print(f"tasks:      {', '.join(builtin_tasks)} (or any {'/'.join(families)} dataset given by files)")
+    out.print(f"backbones:  {', '.join(backbones)} (or a hub id 'org/name' or a local folder)")
+    out.print(f"methods:    {', '.join(methods)}")
+    out.print(f"routing:    {', '.join(routers)}")
+
+
+@app.command()
+def run(
+    suite: SuiteArg,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Results folder (default: results/<suite>).")] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report", help="Report folder (default: report/<suite>).")
+    ] = None,
+    profile: ProfileOpt = None,
+    force: Annotated[bool, typer.Option(help="Redo cells that are already done.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars or per-cell lines (for CI).")] = False,
+) -> None:
+    """Run every cell of a suite not yet done, then print and write the leaderboard."""
+    from harness.report import write_report
+    from harness.results import ResultStore
+    from harness.runner import run_cells
+
+    loaded, cells = _load(suite, profile)
+    results = out_dir or Path("results") / loaded.name
+    summary = run_cells(cells, results, force=force, progress=not quiet, log=_log(quiet))
+    records = ResultStore(results).records()
+    paths = write_report(records, report_dir or Path("report") / loaded.name)
+    _print_report(paths)
+    out.print(
+        f"{summary.ran} cells run ({summary.failed} failed), {summary.skipped} skipped as done; "
+        f"records in {results}/cells, leaderboard in {paths[0]}"
+    )
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="A results folder written by `bench run`.")],
+    to: Annotated[Path | None, typer.Option(help="Report folder (default: report/<suite>).")] = None,
+) -> None:
+    """Print and write the leaderboard of a results folder."""
+    from harness.report import write_report
+    from harness.results import ResultStore
+
+    records = ResultStore(results).records()
+    if not records:
+        raise BenchError(f"{results}: no records in {results}/cells")
+    paths = write_report(records, to or Path("report") / records[0].suite)
+    _print_report(paths)
+    out.print(f"leaderboard in {paths[0]} and {paths[1]}")
+
+
+def main() -> None:
+    """Entry point: user mistakes print as ``error: ...`` lines with exit code 2, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except BenchError as e:
+        for line in str(e).splitlines():
+            err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.TyperException as e:  # usage errors: unknown option, missing argument, bad value
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(getattr(e, "exit_code", 2))

@@ -1,0 +1,141 @@
+"""Records: one JSON per cell, written atomically; the store that finds, writes and tabulates them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+import harness
+from harness.errors import BenchError
+
+Status = Literal["done", "failed"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    suite: str
+    config_hash: str
+    status: Status
+    label: str
+    config: dict[str, Any]
+    metrics: dict[str, Any] = {}
+    history: list[dict[str, Any]] = []
+    cost: dict[str, Any] = {}
+    env: dict[str, Any] = {}
+    error: str | None = None
+
+
+def environment(data_fingerprint: str | None = None) -> dict[str, Any]:
+    """Where a number came from: harness version, git commit and dirty flag, package versions, data."""
+    repo = Path(harness.__file__).resolve().parent.parent
+    env: dict[str, Any] = {"harness": harness.__version__, "python": platform.python_version()}
+    env.update(_git(repo))
+    for package in ("torch", "transformers", "datasets", "peft", "seqeval"):
+        try:
+            env[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            env[package] = None
+    env["data_fingerprint"] = data_fingerprint
+    return env
+
+
+def _git(repo: Path) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return {"git": None, "git_dirty": None}
+    return {"git": commit.stdout.strip(), "git_dirty": bool(status.stdout.strip())}
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=1, default=float)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultStore:
+    """``DIR/cells/<config_hash>.json`` records and ``DIR/predictions/<config_hash>.json`` test predictions."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.cells = self.root / "cells"
+
+    def record_path(self, config_hash: str) -> Path:
+        return self.cells / f"{config_hash}.json"
+
+    def is_done(self, config_hash: str) -> bool:
+        path = self.record_path(config_hash)
+        return path.is_file() and self._read(path).status == "done"
+
+    def write(self, record: Record, predictions: list[Any] | None = None) -> None:
+        if predictions is not None:  # written first: a record never points at missing predictions
+            write_json_atomic(self.root / "predictions" / f"{record.config_hash}.json", predictions)
+        write_json_atomic(self.record_path(record.config_hash), record.model_dump(mode="json"))
+
+    def clean_partial(self) -> int:
+        """Remove temporary files left by a process killed mid-write; returns how many."""
+        stale = list(self.root.glob("*/.*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+    def records(self) -> list[Record]:
+        if not self.cells.is_dir():
+            raise BenchError(f"{self.root}: no records (expected {self.cells}/<config_hash>.json)")
+        return [self._read(p) for p in sorted(self.cells.glob("*.json"))]
+
+    @staticmethod
+    def _read(path: Path) -> Record:
+        try:
+            return Record.model_validate_json(path.read_text())
+        except (ValidationError, ValueError) as e:
+            raise BenchError(f"{path}: not a valid record ({str(e).splitlines()[0]})") from None
+
+
+def to_frame(records: list[Record]) -> pd.DataFrame:
+    """One row per record with the axes, headline metrics and costs as columns."""
+    rows = []
+    for r in records:
+        config = r.config
+        test = r.metrics.get("test", {})
+        rows.append(
+            {
+                "suite": r.suite,
+                "config_hash": r.config_hash,
+                "status": r.status,
+                "task": config["task"]["name"],
+                "backbone": config["backbone"],
+                "method": config["method"]["name"],
+                "routing": config["routing"]["strategy"],
+                "regime": config["regime"],
+                "seed": config["seed"],
+                "metric": r.metrics.get("headline"),
+                "test": test.get(r.metrics.get("headline", ""), float("nan")),
+                "validation": r.metrics.get("validation", {}).get(r.metrics.get("headline", ""), float("nan")),
+                "trainable_params": r.cost.get("trainable_params"),
+                "train_seconds": r.cost.get("train_seconds"),
+                "tokens_per_second": r.cost.get("tokens_per_second"),
+                "error": r.error,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,22 @@
+"""``none``: the dense baseline, every token takes the single pretrained path."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from harness.routing import Routing, routers
+from harness.schema import Strict
+
+
+class DenseParams(Strict):
+    strategy: Literal["none"] = "none"
+
+
+@routers.register("none")
+class Dense(Routing):
+    Params = DenseParams
+
+    def apply(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model

@@ -1,0 +1,102 @@
+"""Sequence classification: TSV/CSV files with a text and a label column, accuracy and macro-F1."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, ClassVar
+
+import datasets
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+from harness.errors import BenchError
+from harness.metrics import classification_metrics
+from harness.tasks.base import TaskSpec
+
+
+def read_table(path: Path, fmt: str, text_column: str, label_column: str) -> list[dict]:
+    """Rows of a header-first TSV (GLUE style: no quoting) or CSV (standard quoting)."""
+    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {"delimiter": ","}
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, **dialect)
+        header = next(reader, None)
+        if not header:
+            raise BenchError(f"{path}: empty file; expected a header row with {text_column!r} and {label_column!r}")
+        for column in (text_column, label_column):
+            if column not in header:
+                raise BenchError(f"{path}:1: missing column {column!r} (found: {', '.join(header)})")
+        text_at, label_at = header.index(text_column), header.index(label_column)
+        rows = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise BenchError(
+                    f"{path}:{reader.line_num}: expected {len(header)} {fmt.upper()} fields, got {len(row)}"
+                )
+            label = row[label_at].strip()
+            if not label:
+                raise BenchError(f"{path}:{reader.line_num}: empty label in column {label_column!r}")
+            rows.append({"text": row[text_at], "label": label, "line": reader.line_num})
+    if not rows:
+        raise BenchError(f"{path}: no data rows after the header")
+    return rows
+
+
+class ClassificationFamily:
+    headline: ClassVar[str] = "accuracy"
+    model_columns: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+    def read(self, path: Path, spec: TaskSpec) -> list[dict]:
+        if spec.format not in ("tsv", "csv"):
+            raise BenchError(f"task {spec.name!r}: classification data must be 'tsv' or 'csv', not {spec.format!r}")
+        return read_table(path, spec.format, spec.text_column, spec.label_column)
+
+    def from_hub(self, rows: Any, spec: TaskSpec) -> list[dict]:
+        return [
+            {"text": r[spec.text_column], "label": str(r[spec.label_column]), "line": i + 1}
+            for i, r in enumerate(rows)
+            if r[spec.label_column] is not None and int(r[spec.label_column]) >= 0  # GLUE test labels are -1
+        ]
+
+    def label_list(self, train: list[dict]) -> list[str]:
+        found = {row["label"] for row in train}
+        numeric = all(label.lstrip("-").isdigit() for label in found)
+        return sorted(found, key=int) if numeric else sorted(found)
+
+    def check_labels(self, examples: list[dict], labels: list[str], path: str) -> None:
+        known = set(labels)
+        for row in examples:
+            if row["label"] not in known:
+                raise BenchError(
+                    f"{path}:{row['line']}: label {row['label']!r} does not occur in the training data "
+                    f"(known: {', '.join(labels)})"
+                )
+
+    def gold(self, examples: list[dict], labels: list[str]) -> list[int]:
+        label_id = {label: i for i, label in enumerate(labels)}
+        return [label_id[row["label"]] for row in examples]
+
+    def tokenize(self, examples: list[dict], tokenizer: Any, labels: list[str], max_length: int, cache: Path) -> Any:
+        table = datasets.Dataset.from_dict(
+            {"text": [row["text"] for row in examples], "labels": self.gold(examples, labels)}
+        )
+
+        def encode(batch: dict) -> dict:
+            enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
+            enc["length"] = [len(ids) for ids in enc["input_ids"]]
+            return dict(enc)
+
+        return table.map(encode, batched=True, remove_columns=["text"], cache_file_name=str(cache))
+
+    def auto_model(self) -> Any:
+        return AutoModelForSequenceClassification
+
+    def collator(self, tokenizer: Any) -> Any:
+        return DataCollatorWithPadding(tokenizer, return_tensors="pt")
+
+    def decode(self, argmax: list[Any], inputs: Any, gold: list[int], labels: list[str]) -> list[int]:
+        return [int(a) for a in argmax]
+
+    def score(self, gold: list[int], pred: list[int]) -> dict:
+        return classification_metrics(gold, pred)

@@ -1,0 +1,121 @@
+"""From a task spec to tokenised train / validation / test splits, with seeded carving and subsets."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from harness.errors import BenchError
+from harness.tasks import families
+from harness.tasks.base import Split, TaskData, TaskSpec, fingerprint_files
+
+SPLITS = ("train", "validation", "test")
+TOKENIZE_VERSION = 1  # bump when tokenisation code changes, so cached arrow files are not reused
+datasets.disable_progress_bars()  # tokenising takes seconds; its bars would only clutter the run log
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "routebench"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def read_splits(spec: TaskSpec, data_dir: Path) -> tuple[dict[str, list], dict[str, str], str]:
+    """Raw examples per split, a printable source per split, and a content fingerprint."""
+    family = families.get(spec.type)
+    if spec.files is not None:
+        paths = {s: data_dir / f for s in SPLITS if (f := getattr(spec.files, s)) is not None}
+        missing = [p for p in paths.values() if not p.is_file()]
+        if not missing:
+            raw = {s: family.read(p, spec) for s, p in paths.items()}
+            return raw, {s: str(p) for s, p in paths.items()}, fingerprint_files(list(paths.values()))
+        if spec.hub is None:
+            raise BenchError(f"task {spec.name!r}: data file not found: {missing[0]}")
+    if spec.hub is None:
+        raise BenchError(f"task {spec.name!r}: give `files` (CoNLL / TSV / CSV paths) or a `hub` dataset id")
+    return _read_hub(spec, data_dir)
+
+
+def _read_hub(spec: TaskSpec, data_dir: Path) -> tuple[dict[str, list], dict[str, str], str]:
+    assert spec.hub is not None
+    try:
+        loaded = datasets.load_dataset(spec.hub.id, spec.hub.config)
+    except Exception as e:  # offline, unknown id, bad config: all end the same way for the user
+        raise BenchError(
+            f"task {spec.name!r}: no local files under {data_dir} and the hub dataset {spec.hub.id!r} could not be "
+            f"loaded ({type(e).__name__}); set BENCH_DATA_DIR or the suite's data_dir to a folder with the files"
+        ) from None
+    family = families.get(spec.type)
+    raw = {s: family.from_hub(loaded[name], spec) for s, name in spec.hub.splits.items()}
+    fingerprint = hashlib.sha256("".join(loaded[n]._fingerprint for n in spec.hub.splits.values()).encode())
+    return (
+        raw,
+        {s: f"{spec.hub.id}:{name}" for s, name in spec.hub.splits.items()},
+        fingerprint.hexdigest()[:16],
+    )
+
+
+def _tokenizer_key(tokenizer: Any) -> str:
+    ident = f"{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}|{TOKENIZE_VERSION}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:10]
+
+
+def _seeded_order(n: int, seed: int) -> list[int]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def prepare_task(
+    spec: TaskSpec,
+    data_dir: Path,
+    tokenizer: Any,
+    *,
+    max_length: int,
+    seed: int,
+    train_subset: int | None,
+    validation_subset: int | None,
+) -> TaskData:
+    """Read, check, tokenise (cached by content), then carve and subsample by ``seed``."""
+    family = families.get(spec.type)
+    raw, sources, fingerprint = read_splits(spec, data_dir)
+    labels = family.label_list(raw["train"])
+    for split in ("validation", "test"):
+        if split in raw:
+            family.check_labels(raw[split], labels, sources[split])
+
+    def tokenized(split: str) -> Split:
+        cache = cache_dir() / f"{spec.name}-{fingerprint}-{split}-{_tokenizer_key(tokenizer)}-{max_length}.arrow"
+        return Split(family.tokenize(raw[split], tokenizer, labels, max_length, cache), family.gold(raw[split], labels))
+
+    train = tokenized("train")
+    train_order = _seeded_order(len(train.gold), seed)
+    if "validation" in raw:
+        validation = tokenized("validation")
+        validation_order = _seeded_order(len(validation.gold), seed)
+    else:
+        carve = spec.validation_from_train
+        if carve >= len(train_order):
+            raise BenchError(
+                f"task {spec.name!r}: validation_from_train={carve} leaves no training data "
+                f"({len(train_order)} training examples)"
+            )
+        validation, validation_order, train_order = train, train_order[:carve], train_order[carve:]
+    return TaskData(
+        train=_select(train, train_order[:train_subset]),
+        validation=_select(validation, validation_order[:validation_subset]),
+        test=tokenized("test"),
+        labels=labels,
+        fingerprint=fingerprint,
+        test_source=sources["test"],
+    )
+
+
+def _select(split: Split, indices: list[int]) -> Split:
+    indices = sorted(indices)  # keeps file order, so results do not depend on the shuffle beyond the choice
+    return Split(split.inputs.select(indices), [split.gold[i] for i in indices])

@@ -1,0 +1,149 @@
+"""One training loop for every arm: AdamW, warm-up + linear decay, per-epoch validation, best state kept."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from harness.batching import length_grouped_batches, random_batches, sorted_batches
+from harness.errors import CellFailed
+from harness.methods import Method
+from harness.tasks.base import Split, TaskFamily
+
+
+class Batches:
+    """A split as model-ready rows; yields padded tensor batches in a given index order."""
+
+    def __init__(self, split: Split, family: TaskFamily, collate: Any) -> None:
+        columns = [c for c in family.model_columns if c in split.inputs.column_names]
+        self.rows = split.inputs.select_columns(columns).to_list()
+        self.lengths = split.inputs["length"]
+        self.collate = collate
+
+    def __call__(self, order: list[list[int]]):
+        for indices in order:
+            yield self.collate([self.rows[i] for i in indices])
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    validation: dict = field(default_factory=dict)
+    train_seconds: float = 0.0
+    steps: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+
+
+def predict(model: torch.nn.Module, batches: Batches, batch_size: int) -> list[Any]:
+    """Per-example argmax over the last logit dimension, in the split's own order, padding stripped."""
+    model.eval()
+    order = sorted_batches(batches.lengths, batch_size)
+    out: list[Any] = [None] * len(batches.lengths)
+    with torch.inference_mode():
+        for indices, batch in zip(order, batches(order), strict=True):
+            batch.pop("labels", None)
+            argmax = model(**batch).logits.argmax(-1)
+            for row, i in enumerate(indices):
+                out[i] = argmax[row, : batches.lengths[i]] if argmax.dim() == 2 else argmax[row]
+    return out
+
+
+def evaluate(
+    model: torch.nn.Module,
+    split: Split,
+    batches: Batches,
+    family: TaskFamily,
+    labels: list[str],
+    batch_size: int,
+) -> tuple[dict, list[Any]]:
+    predictions = family.decode(predict(model, batches, batch_size), split.inputs, split.gold, labels)
+    return family.score(split.gold, predictions), predictions
+
+
+def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            # biases and LayerNorm weights are not decayed (BERT recipe)
+            (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def train(
+    model: torch.nn.Module,
+    method: Method,
+    train_split: Split,
+    validation_split: Split,
+    family: TaskFamily,
+    labels: list[str],
+    collate: Any,
+    cfg: Any,
+    seed: int,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+) -> TrainResult:
+    """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch."""
+    train_batches = Batches(train_split, family, collate)
+    validation_batches = Batches(validation_split, family, collate)
+    steps_per_epoch = math.ceil(len(train_batches.rows) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer = _optimizer(model, cfg.lr, cfg.weight_decay)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    result, best_score, best_state = TrainResult(), -math.inf, None
+    # disable=None: bars only on a terminal, never thousands of lines in a CI log
+    bar = tqdm(total=total_steps, disable=None if progress else True, desc="train", unit="step", leave=False)
+
+    for epoch in range(1, cfg.epochs + 1):
+        # -- order: length-grouped batches (or plain random ones), reshuffled every epoch by seed
+        if cfg.group_by_length:
+            order = length_grouped_batches(train_batches.lengths, cfg.batch_size, seed * 1000 + epoch)
+        else:
+            order = random_batches(len(train_batches.rows), cfg.batch_size, seed * 1000 + epoch)
+        model.train()
+        started, loss_sum = time.perf_counter(), 0.0
+
+        # -- forward / backward / step
+        for batch in train_batches(order):
+            loss = model(**batch).loss
+            if not torch.isfinite(loss):
+                raise CellFailed(f"loss became {loss.item()} at epoch {epoch}, step {result.steps + 1}")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            method.on_step(model, result.steps)
+            result.steps += 1
+            result.real_tokens += int(batch["attention_mask"].sum())
+            result.padded_tokens += batch["attention_mask"].numel()
+            loss_sum += loss.item()
+            bar.update()
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+        epoch_seconds = time.perf_counter() - started
+        result.train_seconds += epoch_seconds
+
+        # -- validate; keep the best state (ties keep the earlier epoch)
+        metrics, _ = evaluate(model, validation_split, validation_batches, family, labels, cfg.eval_batch_size)
+        score = metrics[family.headline]
+        result.history.append({"epoch": epoch, "train_loss": loss_sum / len(order), "validation": metrics})
+        log(
+            f"  epoch {epoch}/{cfg.epochs}: train loss {loss_sum / len(order):.4f}, "
+            f"validation {family.headline} {score:.4f} ({epoch_seconds:.0f}s training)"
+        )
+        if score > best_score:
+            best_score, result.best_epoch, result.validation = score, epoch, metrics
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    bar.close()
+    model.load_state_dict(best_state)
+    return result

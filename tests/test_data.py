@@ -1,0 +1,112 @@
+"""Data files: malformed input fails with file:line and what was expected; splits are carved by seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import BenchError
+from harness.models import get_backbone
+from harness.tasks import TaskFiles, TaskSpec, builtin_tasks
+from harness.tasks.data import prepare_task, read_splits
+
+from .conftest import SHARED_DATA
+
+NER = TaskSpec(name="toy", type="ner", format="conll", files=TaskFiles(train="train.conll", test="test.conll"))
+CLS = TaskSpec(name="toy", type="classification", format="tsv", files=TaskFiles(train="train.tsv", test="test.tsv"))
+GOOD_CONLL = "EU B-ORG\nrejects O\n\nPeter B-PER\nBlackburn I-PER\n"
+GOOD_TSV = "sentence\tlabel\ngood film\t1\nbad film\t0\n"
+
+
+def _files(tmp_path: Path, **files: str) -> Path:
+    for name, text in files.items():
+        (tmp_path / name.replace("_", ".")).write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("train", "test", "expected"),
+    [
+        (
+            "EU B-ORG\nrejects\n",
+            GOOD_CONLL,
+            r"train.conll:2: expected 'TOKEN TAG' separated by whitespace, got 'rejects'",
+        ),
+        (
+            "EU B-ORG\nrejects X-MISC\n",
+            GOOD_CONLL,
+            r"train.conll:2: unknown tag 'X-MISC'; expected O, B-TYPE or I-TYPE",
+        ),
+        ("\n\n", GOOD_CONLL, r"train.conll: no sentences; expected lines of 'TOKEN TAG'"),
+        (
+            GOOD_CONLL,
+            "EU B-ORG\n\nParis B-LOC\n",
+            r"test.conll:3: tag 'B-LOC' does not occur in the training data",
+        ),
+    ],
+    ids=["missing-tag", "unknown-tag", "empty-file", "tag-unseen-in-train"],
+)
+def test_malformed_conll(tmp_path, train, test, expected):
+    data_dir = _files(tmp_path, train_conll=train, test_conll=test)
+    with pytest.raises(BenchError, match=expected):
+        prepare_task(NER, data_dir, None, max_length=32, seed=1, train_subset=None, validation_subset=None)
+
+
+@pytest.mark.parametrize(
+    ("train", "expected"),
+    [
+        ("", r"train.tsv: empty file; expected a header row with 'sentence' and 'label'"),
+        ("text\tlabel\nfine\t1\n", r"train.tsv:1: missing column 'sentence' \(found: text, label\)"),
+        ("sentence\tlabel\nfine\t1\nbroken row\n", r"train.tsv:3: expected 2 TSV fields, got 1"),
+        ("sentence\tlabel\nfine\t\n", r"train.tsv:2: empty label in column 'label'"),
+        ("sentence\tlabel\n", r"train.tsv: no data rows after the header"),
+        ("sentence\tlabel\ngood\t1\nbad\t0\n", None),
+    ],
+    ids=["empty-file", "missing-column", "short-row", "empty-label", "header-only", "good"],
+)
+def test_malformed_tsv(tmp_path, train, expected):
+    data_dir = _files(tmp_path, train_tsv=train, test_tsv=GOOD_TSV.replace("\t1\n", "\t2\n"))
+    expected = expected or r"test.tsv:2: label '2' does not occur in the training data \(known: 0, 1\)"
+    with pytest.raises(BenchError, match=expected):
+        read_splits_checked(data_dir)
+
+
+def read_splits_checked(data_dir: Path) -> None:
+    prepare_task(CLS, data_dir, None, max_length=32, seed=1, train_subset=None, validation_subset=None)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(BenchError, match=r"task 'toy': data file not found: .*train.conll"):
+        read_splits(NER, tmp_path)
+
+
+def test_builtin_without_local_files_fails_fast_offline(tmp_path):
+    """No local files and no network: a clear message that says how to point at local files."""
+    with pytest.raises(BenchError, match=r"could not be loaded .*set BENCH_DATA_DIR"):
+        read_splits(builtin_tasks.get("sst2"), tmp_path)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/datasets")
+def test_sst2_validation_is_carved_from_train_by_seed():
+    """SST-2 reports on the GLUE dev set; validation comes out of train, disjoint, and follows the seed."""
+    tokenizer = get_backbone("tiny-bert").tokenizer()
+    spec = builtin_tasks.get("sst2")
+
+    def carve(seed: int):
+        data = prepare_task(
+            spec, SHARED_DATA, tokenizer, max_length=64, seed=seed, train_subset=500, validation_subset=None
+        )
+        texts = [
+            {tokenizer.decode(ids) for ids in split.inputs["input_ids"]} for split in (data.train, data.validation)
+        ]
+        return data, *texts
+
+    data, train, validation = carve(1)
+    assert len(data.validation.gold) == 1000 and len(data.train.gold) == 500 and len(data.test.gold) == 872
+    assert data.test_source.endswith("sst2/validation.tsv")
+    assert not train & validation - {""}
+    _, train_again, validation_again = carve(1)
+    assert (train_again, validation_again) == (train, validation)
+    _, train_other, validation_other = carve(2)
+    assert validation_other != validation and train_other != train

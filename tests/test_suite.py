@@ -1,0 +1,136 @@
+"""Suites: each mistake a user can make gets file:line, the field, and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import BenchError
+from harness.suite import expand, load_suite
+
+from .conftest import REPO, bench
+
+GOOD = """
+name: demo
+tasks: [conll2003]
+backbones: [tiny-bert]
+methods: [full]
+routing: [{strategy: none}]
+regimes: [full]
+seeds: [1, 2]
+train: {epochs: 2, lr: 1.0e-3}
+profiles:
+  default: {train_subset: 100}
+  full: {}
+"""
+
+# (what the user wrote in place of a GOOD line or as an extra line, the line it lands on, expected fragments)
+MISTAKES = [
+    ("seeds: [1, 2]\nepochs: 3", 8, ["epochs", "unknown field 'epochs'", "allowed: name"]),
+    (
+        "train: {epochs: 2, lrr: 1.0e-3}",
+        8,
+        ["train.lrr", "unknown field 'lrr'", "allowed: epochs, batch_size"],
+    ),
+    ("train: {epochs: two, lr: 1.0e-3}", 8, ["train.epochs", "valid integer", "'two'"]),
+    ("train: {epochs: 2, lr: -1}", 8, ["train.lr", "greater than 0"]),
+    ("train: {epochs: 2, lr: 1.0e-3, warmup_ratio: 1.5}", 8, ["train.warmup_ratio", "less than 1"]),
+    ("methods: [ful]", 4, ["methods[0]", "unknown method 'ful'", "did you mean 'full'", "allowed: full"]),
+    ("routing: [{strategy: randm}]", 5, ["routing[0]", "unknown routing strategy 'randm'", "allowed: none"]),
+    ("tasks: [conll2030]", 2, ["tasks[0]", "unknown task 'conll2030'", "did you mean 'conll2003'"]),
+    ("backbones: [minilm-l7]", 3, ["backbones[0]", "did you mean 'minilm-l6'"]),
+    ("seeds: []", 7, ["seeds", "at least 1 item"]),
+    ("seeds: [1, 1]", 7, ["seeds", "duplicate entry 1"]),
+    ("regimes: [half]", 6, ["regimes[0]", "Input should be 'full'", "'half'"]),
+    ("tasks: [{name: mine, type: nerr, format: conll}]", 2, ["tasks[0].type", "'ner' or 'classification'"]),
+    ("tasks: [{name: mine, type: ner, format: xml}]", 2, ["tasks[0].format", "'conll', 'tsv' or 'csv'"]),
+    ("tasks: [{name: mine, format: conll}]", 2, ["tasks[0].type", "Field required"]),
+    ("  default: {train_subset: 100, epoch: 1}", 10, ["profiles.default.epoch", "unknown field 'epoch'"]),
+    ("seeds: [1, 2]\nseeds: [3]", 8, ["duplicate key 'seeds'", "first given on line 7"]),
+    ("seeds: [1, 2", 8, ["invalid YAML"]),
+]
+
+
+def _apply(mistake: str) -> str:
+    lines = GOOD.strip("\n").splitlines()
+    key = mistake.split(":")[0]
+    for i, line in enumerate(lines):
+        if line.split(":")[0] == key:
+            lines[i] = mistake
+            break
+    else:
+        raise AssertionError(f"no line for {key!r}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("mistake", "line", "fragments"), MISTAKES, ids=[m[0][:40] for m in MISTAKES])
+def test_bad_suite_names_file_line_field_and_expectation(write, mistake, line, fragments):
+    path = write("suite.yaml", _apply(mistake))
+    with pytest.raises(BenchError) as caught:
+        load_suite(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{line}:"), message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_several_mistakes_are_all_reported(write):
+    path = write("suite.yaml", GOOD.replace("methods: [full]", "methods: [ful]").replace("seeds: [1, 2]", "seeds: []"))
+    with pytest.raises(BenchError) as caught:
+        load_suite(path)
+    assert len(str(caught.value).splitlines()) == 2
+
+
+def test_empty_and_non_mapping_files(write):
+    with pytest.raises(BenchError, match=r":1: the file is empty"):
+        load_suite(write("empty.yaml", ""))
+    with pytest.raises(BenchError, match=r":1: expected a mapping of suite fields, got list"):
+        load_suite(write("list.yaml", "- a\n- b\n"))
+
+
+def test_cli_prints_one_line_per_error_and_exits_2(write):
+    path = write("suite.yaml", _apply("methods: [ful]"))
+    result = bench("validate", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path}:4: methods[0]: unknown method 'ful'; did you mean 'full'? (allowed: full)"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_bad_flag_is_one_line_exit_2():
+    result = bench("run", "suites/smoke.yaml", "--frobnicate")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: No such option: --frobnicate (Possible options: --force)"]
+
+
+def test_expansion_profiles_and_hash(write):
+    path = write("suite.yaml", GOOD)
+    suite = load_suite(path)
+    cells = expand(suite, path)
+    assert [c.seed for c in cells] == [1, 2]
+    assert cells[0].train.train_subset == 100 and cells[0].train.epochs == 2  # `default` laid over `train`
+    full = expand(suite, path, "full")
+    assert full[0].train.train_subset is None
+    assert full[0].config_hash != cells[0].config_hash
+    with pytest.raises(BenchError, match=r"no profile 'paper' \(profiles: default, full\)"):
+        expand(suite, path, "paper")
+
+
+def test_config_hash_covers_results_not_paths_or_names(write, monkeypatch):
+    first = write("a/suite.yaml", GOOD)
+    second = write("b/suite.yaml", GOOD.replace("name: demo", "name: other"))
+    monkeypatch.delenv("BENCH_DATA_DIR")
+    a, b = expand(load_suite(first), first)[0], expand(load_suite(second), second)[0]
+    assert a.data_dir != b.data_dir and a.suite != b.suite
+    assert a.config_hash == b.config_hash  # where the data sits and what the suite is called do not matter
+    changed = write("c/suite.yaml", GOOD.replace("lr: 1.0e-3", "lr: 2.0e-3"))
+    assert expand(load_suite(changed), changed)[0].config_hash != a.config_hash
+
+
+@pytest.mark.parametrize("suite", sorted(p.name for p in (REPO / "suites").glob("*.yaml")))
+def test_every_shipped_suite_validates(suite):
+    path = Path(REPO / "suites" / suite)
+    cells = expand(load_suite(path), path)
+    assert cells, suite
