@@ -65,6 +65,7 @@ def run(
         Path | None, typer.Option("--report", help="Report folder (default: report/<suite>).")
     ] = None,
     profile: ProfileOpt = None,
+    seed: Annotated[list[int] | None, typer.Option(help="Run only this seed of the suite (repeatable).")] = None,
     force: Annotated[bool, typer.Option(help="Redo cells that are already done.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or per-cell lines (for CI).")] = False,
 ) -> None:
@@ -74,6 +75,11 @@ def run(
     from harness.runner import run_cells
 
     loaded, cells = _load(suite, profile)
+    if seed:
+        unknown = sorted(set(seed) - set(loaded.seeds))
+        if unknown:
+            raise BenchError(f"--seed {unknown[0]}: not a seed of suite {loaded.name!r} (seeds: {loaded.seeds})")
+        cells = [c for c in cells if c.seed in seed]
     results = out_dir or Path("results") / loaded.name
     summary = run_cells(cells, results, force=force, progress=not quiet, log=_log(quiet))
     records = ResultStore(results).records()
@@ -83,6 +89,8 @@ def run(
         f"{summary.ran} cells run ({summary.failed} failed), {summary.skipped} skipped as done; "
         f"records in {results}/cells, leaderboard in {paths[0]}"
     )
+    if summary.failed:
+        raise typer.Exit(1)  # every record is written; the exit status tells CI that a cell failed
 
 
 @app.command()

@@ -1,0 +1,141 @@
+"""End to end on the tiny backbone: learning, determinism, failed cells, resume after SIGKILL, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.results import ResultStore
+from harness.runner import run_cells
+from harness.suite import expand, load_suite
+
+from .conftest import REPO, SHARED_DATA, bench, toy_ner_lines
+
+TOY_SUITE = """
+name: toy
+tasks:
+  - name: toy-ner
+    type: ner
+    format: conll
+    files: {{train: train.conll, validation: validation.conll, test: test.conll}}
+backbones: [tiny-bert]
+seeds: {seeds}
+data_dir: .
+train: {{epochs: {epochs}, batch_size: 16, lr: {lr}, max_length: 32, warmup_ratio: 0.0}}
+"""
+
+
+@pytest.fixture
+def toy(tmp_path, write):
+    """A suite over a learnable toy NER dataset; ``toy(seeds=..., epochs=..., lr=...)`` returns its path."""
+    for split, n, seed in (("train", 300, 0), ("validation", 60, 1), ("test", 80, 2)):
+        (tmp_path / f"{split}.conll").write_text(toy_ner_lines(n, seed))
+
+    def make(seeds: str = "[1]", epochs: int = 4, lr: float = 3e-3, name: str = "suite.yaml") -> Path:
+        return write(name, TOY_SUITE.format(seeds=seeds, epochs=epochs, lr=lr))
+
+    return make
+
+
+def test_learns_a_toy_task_and_writes_a_full_record(toy, tmp_path):
+    path = toy()
+    out = tmp_path / "out"
+    summary = run_cells(expand(load_suite(path), path), out, progress=False, log=lambda _: None)
+    assert (summary.ran, summary.failed) == (1, 0)
+    (record,) = ResultStore(out).records()
+    assert record.status == "done"
+    assert record.metrics["test"]["f1"] > 0.9  # entity words are unambiguous: a broken label path cannot do this
+    assert set(record.metrics["test"]["per_type"]) == {"LOC", "PER"}
+    assert record.metrics["sizes"] == {"train": 300, "validation": 60, "test": 80}
+    assert [h["epoch"] for h in record.history] == [1, 2, 3, 4]
+    assert record.metrics["validation"] == record.history[record.metrics["best_epoch"] - 1]["validation"]
+    cost = record.cost
+    assert cost["trainable_params"] == cost["total_params"] > 0
+    assert 0 <= cost["padding_fraction"] < 0.2 and cost["tokens_per_second"] > 0
+    assert record.env["data_fingerprint"] and record.env["torch"] and "git" in record.env
+    predictions = json.loads((out / "predictions" / f"{record.config_hash}.json").read_text())
+    assert len(predictions) == 80
+
+
+def test_same_seed_same_numbers(toy, tmp_path):
+    path = toy(epochs=2)
+    cells = expand(load_suite(path), path)
+    for name in ("a", "b"):
+        run_cells(cells, tmp_path / name, progress=False, log=lambda _: None)
+    a, b = (ResultStore(tmp_path / name).records()[0] for name in ("a", "b"))
+    assert a.metrics == b.metrics
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+
+
+def test_failed_cell_is_recorded_and_the_suite_goes_on(toy, tmp_path):
+    """An exploding learning rate makes the loss non-finite: that cell fails, the next one still runs."""
+    bad, good = toy(lr=1e30, name="bad.yaml"), toy(epochs=1, name="good.yaml")
+    cells = expand(load_suite(bad), bad) + expand(load_suite(good), good)
+    lines: list[str] = []
+    summary = run_cells(cells, tmp_path / "out", progress=False, log=lines.append)
+    assert (summary.ran, summary.failed) == (2, 1)
+    failed, done = sorted(ResultStore(tmp_path / "out").records(), key=lambda r: r.status != "failed")
+    assert failed.status == "failed" and "loss became nan" in failed.error.lower()
+    assert done.status == "done"
+    assert any("FAILED" in line for line in lines)
+
+
+def test_resume_after_sigkill_mid_cell(toy, tmp_path):
+    path = toy(seeds="[1, 2, 3]", epochs=3)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "harness", "run", str(path), "--out", str(out), "--report", str(tmp_path / "r")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        second_started = False
+        for line in proc.stderr:  # kill inside the second cell: after its first epoch, before its last
+            second_started = second_started or (line.startswith("[2/3]") and "running" in line)
+            if second_started and line.strip().startswith("epoch 1/3"):
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    records = ResultStore(out).records()  # every file present parses as a complete record
+    assert [r.status for r in records] == ["done"]
+    first = records[0].config_hash
+    first_mtime = (out / "cells" / f"{first}.json").stat().st_mtime_ns
+
+    result = bench("run", str(path), "--out", str(out), "--report", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert f"({first}): done earlier, skipped" in result.stderr
+    assert sorted(r.status for r in ResultStore(out).records()) == ["done"] * 3
+    assert (out / "cells" / f"{first}.json").stat().st_mtime_ns == first_mtime
+    assert not list(out.glob("*/.*.tmp"))
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/datasets")
+def test_smoke_suite_end_to_end_and_report(tmp_path):
+    out, report = tmp_path / "out", tmp_path / "report"
+    result = bench("run", "suites/smoke.yaml", "--out", str(out), "--report", str(report), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "## conll2003" in result.stdout and "## sst2" in result.stdout
+    assert len(list((out / "cells").glob("*.json"))) == 4
+    md = (report / "leaderboard.md").read_text()
+    assert "| tiny-bert" in md and "trainable params" in md
+    csv = (report / "leaderboard.csv").read_text().splitlines()
+    assert csv[0].startswith("backbone,method,routing,regime,metric,test,val,seeds") and len(csv) == 3
+
+    again = bench("report", str(out), "--to", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again" / "leaderboard.md").read_text() == md
+
+    rerun = bench("run", "suites/smoke.yaml", "--out", str(out), "--report", str(report))
+    assert rerun.returncode == 0 and rerun.stderr.count("done earlier, skipped") == 4
+
+
+def test_report_of_a_folder_without_records_is_a_clear_error(tmp_path):
+    result = bench("report", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path}: no records (expected {tmp_path}/cells/<config_hash>.json)"
