@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
@@ -24,6 +24,15 @@ class Strict(BaseModel):
                         {"field": key, "allowed": ", ".join(allowed)},
                     )
         return data
+
+
+class Configurable:
+    """A registered component (method, routing strategy) built from its own validated parameter model."""
+
+    Params: ClassVar[type[Strict]]
+
+    def __init__(self, params: Strict) -> None:
+        self.params = params
 
 
 def tagged_union(models: list[type[BaseModel]], tag: str) -> Any:

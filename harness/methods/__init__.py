@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from harness.registry import Registry
-from harness.schema import Strict
+from harness.schema import Configurable
 
 
-class Method:
+class Method(Configurable):
     """A method owns its suite parameters and decides which weights train."""
-
-    Params: ClassVar[type[Strict]]
-
-    def __init__(self, params: Strict) -> None:
-        self.params = params
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Wrap or freeze ``model``; the returned module is the one that trains."""

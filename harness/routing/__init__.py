@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from harness.registry import Registry
-from harness.schema import Strict
+from harness.schema import Configurable
 
 
-class Routing:
+class Routing(Configurable):
     """A routing strategy owns its suite parameters and turns a dense model into a routed one."""
-
-    Params: ClassVar[type[Strict]]
-
-    def __init__(self, params: Strict) -> None:
-        self.params = params
 
     def apply(self, model: torch.nn.Module) -> torch.nn.Module:
         raise NotImplementedError
