@@ -62,22 +62,9 @@ def run_cell(
     model = method.prepare(model)
     collate = family.collator(tokenizer)
 
-    result = train(
-        model,
-        method,
-        data.train,
-        data.validation,
-        family,
-        data.labels,
-        collate,
-        cell.train,
-        cell.seed,
-        progress,
-        log,
-    )
-    test_metrics, predictions = evaluate(
-        model, data.test, Batches(data.test, family, collate), family, data.labels, cell.train.eval_batch_size
-    )
+    result = train(model, method, data, family, collate, cell.train, cell.seed, progress, log)
+    test_batches = Batches(data.test, family, collate)
+    test_metrics, predictions = evaluate(model, test_batches, family, data.labels, cell.train.eval_batch_size)
     trainable, total = count_parameters(model)
     record = Record(
         suite=cell.suite,

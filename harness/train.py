@@ -15,16 +15,17 @@ from transformers import get_linear_schedule_with_warmup
 from harness.batching import length_grouped_batches, random_batches, sorted_batches
 from harness.errors import CellFailed
 from harness.methods import Method
-from harness.tasks.base import Split, TaskFamily
+from harness.tasks.base import Split, TaskData, TaskFamily
 
 
 class Batches:
     """A split as model-ready rows; yields padded tensor batches in a given index order."""
 
     def __init__(self, split: Split, family: TaskFamily, collate: Any) -> None:
+        self.split = split
         columns = [c for c in family.model_columns if c in split.inputs.column_names]
         self.rows = split.inputs.select_columns(columns).to_list()
-        self.lengths = split.inputs["length"]
+        self.lengths: list[int] = list(split.inputs["length"])
         self.collate = collate
 
     def __call__(self, order: list[list[int]]):
@@ -58,13 +59,10 @@ def predict(model: torch.nn.Module, batches: Batches, batch_size: int) -> list[A
 
 
 def evaluate(
-    model: torch.nn.Module,
-    split: Split,
-    batches: Batches,
-    family: TaskFamily,
-    labels: list[str],
-    batch_size: int,
+    model: torch.nn.Module, batches: Batches, family: TaskFamily, labels: list[str], batch_size: int
 ) -> tuple[dict, list[Any]]:
+    """Scores and decoded predictions (word-level tags or class ids) for the split behind ``batches``."""
+    split = batches.split
     predictions = family.decode(predict(model, batches, batch_size), split.inputs, split.gold, labels)
     return family.score(split.gold, predictions), predictions
 
@@ -82,10 +80,8 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
 def train(
     model: torch.nn.Module,
     method: Method,
-    train_split: Split,
-    validation_split: Split,
+    data: TaskData,
     family: TaskFamily,
-    labels: list[str],
     collate: Any,
     cfg: Any,
     seed: int,
@@ -93,8 +89,8 @@ def train(
     log: Callable[[str], None] = lambda _: None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch."""
-    train_batches = Batches(train_split, family, collate)
-    validation_batches = Batches(validation_split, family, collate)
+    train_batches = Batches(data.train, family, collate)
+    validation_batches = Batches(data.validation, family, collate)
     steps_per_epoch = math.ceil(len(train_batches.rows) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = _optimizer(model, cfg.lr, cfg.weight_decay)
@@ -133,7 +129,7 @@ def train(
         result.train_seconds += epoch_seconds
 
         # -- validate; keep the best state (ties keep the earlier epoch)
-        metrics, _ = evaluate(model, validation_split, validation_batches, family, labels, cfg.eval_batch_size)
+        metrics, _ = evaluate(model, validation_batches, family, data.labels, cfg.eval_batch_size)
         score = metrics[family.headline]
         result.history.append({"epoch": epoch, "train_loss": loss_sum / len(order), "validation": metrics})
         log(
