@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.memory import PeakMemory
 from harness.methods import build_method
 from harness.models import get_backbone
 from harness.results import Record, environment
@@ -33,38 +33,33 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def peak_rss_mb() -> float:
-    """The process's resident-memory high-water mark (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_cell(
     cell: Cell, progress: bool = True, log: Callable[[str], None] = lambda _: None
 ) -> tuple[Record, list[Any]]:
     """Train and evaluate ``cell``; returns its record and its test predictions."""
     started = time.perf_counter()
-    seed_everything(cell.seed)
-    family = families.get(cell.task.type)
-    backbone = get_backbone(cell.backbone)
-    tokenizer = backbone.tokenizer()
-    data = prepare_task(
-        cell.task,
-        Path(cell.data_dir),
-        tokenizer,
-        max_length=cell.train.max_length,
-        seed=cell.seed,
-        train_subset=cell.train.train_subset,
-        validation_subset=cell.train.validation_subset,
-    )
-    seed_everything(cell.seed)  # the model's initialisation does not depend on how data loading used RNGs
-    method = build_method(cell.method)
-    model = build_routing(cell.routing).apply(backbone.model(family.auto_model(), data.labels))
-    model = method.prepare(model)
-    collate = family.collator(tokenizer)
+    with PeakMemory() as memory:
+        seed_everything(cell.seed)
+        family = families.get(cell.task.type)
+        backbone = get_backbone(cell.backbone)
+        tokenizer = backbone.tokenizer()
+        data = prepare_task(
+            cell.task,
+            Path(cell.data_dir),
+            tokenizer,
+            max_length=cell.train.max_length,
+            seed=cell.seed,
+            train_subset=cell.train.train_subset,
+            validation_subset=cell.train.validation_subset,
+        )
+        seed_everything(cell.seed)  # the model's initialisation does not depend on how data loading used RNGs
+        method = build_method(cell.method)
+        model = method.prepare(build_routing(cell.routing).apply(backbone.model(family.auto_model(), data.labels)))
+        collate = family.collator(tokenizer)
 
-    result = train(model, method, data, family, collate, cell.train, cell.seed, progress, log)
-    test_batches = Batches(data.test, family, collate)
-    test_metrics, predictions = evaluate(model, test_batches, family, data.labels, cell.train.eval_batch_size)
+        result = train(model, method, data, family, collate, cell.train, cell.seed, progress, log)
+        test_batches = Batches(data.test, family, collate)
+        test_metrics, predictions = evaluate(model, test_batches, family, data.labels, cell.train.eval_batch_size)
     trainable, total = count_parameters(model)
     record = Record(
         suite=cell.suite,
@@ -78,11 +73,7 @@ def run_cell(
             "validation": result.validation,
             "test": test_metrics,
             "test_source": data.test_source,
-            "sizes": {
-                "train": len(data.train.gold),
-                "validation": len(data.validation.gold),
-                "test": len(data.test.gold),
-            },
+            "sizes": {split: len(getattr(data, split).gold) for split in ("train", "validation", "test")},
         },
         history=result.history,
         cost={
@@ -93,7 +84,7 @@ def run_cell(
             "steps": result.steps,
             "tokens_per_second": round(result.real_tokens / max(result.train_seconds, 1e-9), 1),
             "padding_fraction": round(1 - result.real_tokens / max(result.padded_tokens, 1), 4),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "peak_rss_mb": round(memory.peak_mb, 1),
             "torch_threads": torch.get_num_threads(),
         },
         env=environment(data.fingerprint),

@@ -139,3 +139,19 @@ def test_report_of_a_folder_without_records_is_a_clear_error(tmp_path):
     result = bench("report", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path}: no records (expected {tmp_path}/cells/<config_hash>.json)"
+
+
+def test_peak_memory_is_per_block_not_per_process():
+    import torch
+
+    from harness.memory import PeakMemory
+
+    with PeakMemory() as before:
+        pass
+    with PeakMemory() as during:
+        block = torch.ones(64 * 2**20 // 4 * 4)  # 256 MiB, touched
+        del block
+    with PeakMemory() as after:
+        pass
+    assert during.peak_mb > before.peak_mb + 200
+    assert after.peak_mb < during.peak_mb - 200  # a later block does not inherit an earlier peak
