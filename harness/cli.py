@@ -113,16 +113,18 @@ def report(
 def main() -> None:
     """Entry point: user mistakes print as ``error: ...`` lines with exit code 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, typer returns (not raises) the code of `typer.Exit`, Ctrl-C included (130).
+        code = app(standalone_mode=False)
     except BenchError as e:
         for line in str(e).splitlines():
             err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
-        sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
+        code = 130
     except typer.TyperException as e:  # usage errors: unknown option, missing argument, bad value
         message = e.format_message() if hasattr(e, "format_message") else str(e)
         err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(getattr(e, "exit_code", 2))
+    if code == 130:
+        err.print("interrupted: finished cells are recorded; run the same command again to resume", markup=False)
+    sys.exit(code if isinstance(code, int) else 0)

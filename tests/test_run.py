@@ -155,3 +155,27 @@ def test_peak_memory_is_per_block_not_per_process():
         pass
     assert during.peak_mb > before.peak_mb + 200
     assert after.peak_mb < during.peak_mb - 200  # a later block does not inherit an earlier peak
+
+
+def test_bench_run_exits_1_when_a_cell_failed_and_still_reports(toy, tmp_path):
+    result = bench("run", str(toy(lr=1e30, epochs=1)), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r"))
+    assert result.returncode == 1, result.stderr
+    assert "FAILED: CellFailed: loss became nan" in result.stderr
+    assert "| failed" in (tmp_path / "r" / "leaderboard.md").read_text()
+
+
+def test_ctrl_c_mid_cell_is_one_line_and_resumable(toy, tmp_path):
+    path = toy(seeds="[1, 2]", epochs=3)
+    args = [sys.executable, "-m", "harness", "run", str(path), "--out", str(tmp_path / "out")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.strip().startswith("epoch 1/3"):
+            proc.send_signal(signal.SIGINT)
+            break
+    lines += proc.stderr.readlines()
+    assert proc.wait(timeout=60) == 130
+    assert lines[-1].startswith("interrupted: finished cells are recorded") and "Traceback" not in "".join(lines)
+    assert not list((tmp_path / "out").glob("cells/*.json"))  # the interrupted cell left no record
