@@ -74,7 +74,8 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
             # biases and LayerNorm weights are not decayed (BERT recipe)
             (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr)
+    # The fused kernel (CPU and CUDA) is several times faster than the per-parameter loop; Trainer's default too.
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
 def train(
