@@ -37,7 +37,7 @@ def run_cell(
     cell: Cell, progress: bool = True, log: Callable[[str], None] = lambda _: None
 ) -> tuple[Record, list[Any]]:
     """Train and evaluate ``cell``; returns its record and its test predictions."""
-    started = time.perf_counter()
+    started, env = time.perf_counter(), environment()  # the code as it was when the cell started
     with PeakMemory() as memory:
         seed_everything(cell.seed)
         family = families.get(cell.task.type)
@@ -54,10 +54,12 @@ def run_cell(
         )
         seed_everything(cell.seed)  # the model's initialisation does not depend on how data loading used RNGs
         method = build_method(cell.method)
-        model = method.prepare(build_routing(cell.routing).apply(backbone.model(family.auto_model(), data.labels)))
+        routing = build_routing(cell.routing)
+        dense = backbone.model(family.auto_model(), data.labels)
+        model = method.prepare(routing.apply(dense, cell.method.name))
         collate = family.collator(tokenizer)
 
-        result = train(model, method, data, family, collate, cell.train, cell.seed, progress, log)
+        result = train(model, method, routing, data, family, collate, cell.train, cell.seed, progress, log)
         test_batches = Batches(data.test, family, collate)
         test_metrics, predictions = evaluate(model, test_batches, family, data.labels, cell.train.eval_batch_size)
     trainable, total = count_parameters(model)
@@ -76,6 +78,7 @@ def run_cell(
             "sizes": {split: len(getattr(data, split).gold) for split in ("train", "validation", "test")},
         },
         history=result.history,
+        routing_stats=routing.telemetry(),
         cost={
             "trainable_params": trainable,
             "total_params": total,
@@ -87,7 +90,7 @@ def run_cell(
             "peak_rss_mb": round(memory.peak_mb, 1),
             "torch_threads": torch.get_num_threads(),
         },
-        env=environment(data.fingerprint),
+        env=env | {"data_fingerprint": data.fingerprint},
     )
     return record, predictions
 

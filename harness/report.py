@@ -8,7 +8,7 @@ import pandas as pd
 
 from harness.results import Record, to_frame
 
-AXES = ["backbone", "method", "routing", "regime"]
+AXES = ["backbone", "method", "routing", "inference", "regime"]
 NUMERIC_ONLY = ["mean", "sd"]  # in the CSV for tools; the Markdown shows them as "mean ± sd"
 
 
@@ -19,6 +19,14 @@ def _mean_sd(values: pd.Series) -> str:
     if len(values) == 1:
         return f"{values.iloc[0]:.2f}"
     return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
+
+
+def _entropy(done: pd.DataFrame) -> str:
+    """Mean expert-load entropy over seeds (nats; log E is perfectly balanced), '!' if any seed collapsed."""
+    values = done["load_entropy"].dropna()
+    if values.empty:
+        return ""
+    return f"{values.mean():.3f}" + (" !" if done["collapsed"].fillna(False).astype(bool).any() else "")
 
 
 def leaderboards(records: list[Record]) -> dict[str, pd.DataFrame]:
@@ -41,6 +49,7 @@ def leaderboards(records: list[Record]) -> dict[str, pd.DataFrame]:
                     "failed": int((cell["status"] != "done").sum()),
                     "trainable params": int(done["trainable_params"].iloc[0]) if len(done) else None,
                     "train s": round(float(done["train_seconds"].mean()), 1) if len(done) else None,
+                    "load entropy": _entropy(done),
                     "mean": cell["test"].mean() * 100,
                     "sd": cell["test"].std(ddof=1) * 100,
                 }

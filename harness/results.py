@@ -30,6 +30,7 @@ class Record(BaseModel):
     config: dict[str, Any]
     metrics: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
+    routing_stats: dict[str, Any] = {}  # per-layer expert load of the last training epoch, entropy, collapse
     cost: dict[str, Any] = {}
     env: dict[str, Any] = {}
     error: str | None = None
@@ -127,6 +128,7 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "backbone": config["backbone"],
                 "method": config["method"]["name"],
                 "routing": config["routing"]["strategy"],
+                "inference": config["routing"].get("inference", "-"),
                 "regime": config["regime"],
                 "seed": config["seed"],
                 "metric": r.metrics.get("headline"),
@@ -135,6 +137,8 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "trainable_params": r.cost.get("trainable_params"),
                 "train_seconds": r.cost.get("train_seconds"),
                 "tokens_per_second": r.cost.get("tokens_per_second"),
+                "load_entropy": r.routing_stats.get("load_entropy"),
+                "collapsed": r.routing_stats.get("collapsed"),
                 "error": r.error,
             }
         )

@@ -15,6 +15,7 @@ from transformers import get_linear_schedule_with_warmup
 from harness.batching import length_grouped_batches, random_batches, sorted_batches
 from harness.errors import CellFailed
 from harness.methods import Method
+from harness.routing import Routing
 from harness.tasks.base import Split, TaskData, TaskFamily
 
 
@@ -67,6 +68,13 @@ def evaluate(
     return family.score(split.gold, predictions), predictions
 
 
+def _routing_summary(telemetry: dict) -> dict:
+    """The per-epoch headline of a strategy's telemetry (the full per-layer table goes in the record once)."""
+    keys = ("load_entropy", "busiest_expert_share", "balance_loss", "dropped_fraction", "skip_rate")
+    summary = {k: telemetry[k] for k in keys if k in telemetry}
+    return {"routing": summary} if summary else {}
+
+
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -81,6 +89,7 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
 def train(
     model: torch.nn.Module,
     method: Method,
+    routing: Routing,
     data: TaskData,
     family: TaskFamily,
     collate: Any,
@@ -107,11 +116,12 @@ def train(
         else:
             order = random_batches(len(train_batches.rows), cfg.batch_size, seed * 1000 + epoch)
         model.train()
+        routing.start_epoch()
         started, loss_sum = time.perf_counter(), 0.0
 
         # -- forward / backward / step
         for batch in train_batches(order):
-            loss = model(**batch).loss
+            loss = routing.loss(model, batch)
             if not torch.isfinite(loss):
                 raise CellFailed(f"loss became {loss.item()} at epoch {epoch}, step {result.steps + 1}")
             loss.backward()
@@ -120,6 +130,7 @@ def train(
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             method.on_step(model, result.steps)
+            routing.on_step(result.steps, total_steps)
             result.steps += 1
             result.real_tokens += int(batch["attention_mask"].sum())
             result.padded_tokens += batch["attention_mask"].numel()
@@ -132,10 +143,13 @@ def train(
         # -- validate; keep the best state (ties keep the earlier epoch)
         metrics, _ = evaluate(model, validation_batches, family, data.labels, cfg.eval_batch_size)
         score = metrics[family.headline]
-        result.history.append({"epoch": epoch, "train_loss": loss_sum / len(order), "validation": metrics})
+        entry = {"epoch": epoch, "train_loss": loss_sum / len(order), "validation": metrics}
+        entry |= _routing_summary(routing.telemetry())
+        result.history.append(entry)
+        routed = "".join(f", {k} {v}" for k, v in entry.get("routing", {}).items())
         log(
             f"  epoch {epoch}/{cfg.epochs}: train loss {loss_sum / len(order):.4f}, "
-            f"validation {family.headline} {score:.4f} ({epoch_seconds:.0f}s training)"
+            f"validation {family.headline} {score:.4f}{routed} ({epoch_seconds:.0f}s training)"
         )
         if score > best_score:
             best_score, result.best_epoch, result.validation = score, epoch, metrics

@@ -68,3 +68,32 @@ def toy_ner_lines(n_sentences: int, seed: int = 0) -> str:
                 words.append((rng.choice(fillers), "O"))
         out.append("\n".join(f"{w} {t}" for w, t in words))
     return "\n\n".join(out) + "\n"
+
+
+TOY_SUITE = """
+name: toy
+tasks:
+  - name: toy-ner
+    type: ner
+    format: conll
+    files: {{train: train.conll, validation: validation.conll, test: test.conll}}
+backbones: [tiny-bert]
+routing: {routing}
+seeds: {seeds}
+data_dir: .
+train: {{epochs: {epochs}, batch_size: 16, lr: {lr}, max_length: 32, warmup_ratio: 0.0}}
+"""
+
+
+@pytest.fixture
+def toy(tmp_path: Path, write):
+    """A suite over a learnable toy NER dataset; ``toy(seeds=..., epochs=..., lr=...)`` returns its path."""
+    for split, n, seed in (("train", 300, 0), ("validation", 60, 1), ("test", 80, 2)):
+        (tmp_path / f"{split}.conll").write_text(toy_ner_lines(n, seed))
+
+    def make(
+        seeds: str = "[1]", epochs: int = 4, lr: float = 3e-3, name: str = "suite.yaml", routing: str = "[none]"
+    ) -> Path:
+        return write(name, TOY_SUITE.format(seeds=seeds, epochs=epochs, lr=lr, routing=routing))
+
+    return make

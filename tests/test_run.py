@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,32 +14,7 @@ from harness.results import ResultStore
 from harness.runner import run_cells
 from harness.suite import expand, load_suite
 
-from .conftest import REPO, SHARED_DATA, bench, toy_ner_lines
-
-TOY_SUITE = """
-name: toy
-tasks:
-  - name: toy-ner
-    type: ner
-    format: conll
-    files: {{train: train.conll, validation: validation.conll, test: test.conll}}
-backbones: [tiny-bert]
-seeds: {seeds}
-data_dir: .
-train: {{epochs: {epochs}, batch_size: 16, lr: {lr}, max_length: 32, warmup_ratio: 0.0}}
-"""
-
-
-@pytest.fixture
-def toy(tmp_path, write):
-    """A suite over a learnable toy NER dataset; ``toy(seeds=..., epochs=..., lr=...)`` returns its path."""
-    for split, n, seed in (("train", 300, 0), ("validation", 60, 1), ("test", 80, 2)):
-        (tmp_path / f"{split}.conll").write_text(toy_ner_lines(n, seed))
-
-    def make(seeds: str = "[1]", epochs: int = 4, lr: float = 3e-3, name: str = "suite.yaml") -> Path:
-        return write(name, TOY_SUITE.format(seeds=seeds, epochs=epochs, lr=lr))
-
-    return make
+from .conftest import REPO, SHARED_DATA, bench
 
 
 def test_learns_a_toy_task_and_writes_a_full_record(toy, tmp_path):

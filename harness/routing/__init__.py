@@ -11,10 +11,28 @@ from harness.schema import Configurable
 
 
 class Routing(Configurable):
-    """A routing strategy owns its suite parameters and turns a dense model into a routed one."""
+    """A routing strategy owns its suite parameters, turns a dense model into a routed one, and owns the loss.
 
-    def apply(self, model: torch.nn.Module) -> torch.nn.Module:
-        raise NotImplementedError
+    The training loop calls only these hooks, so a strategy never needs an ``if`` in the loop.
+    """
+
+    def apply(self, model: torch.nn.Module, method: str) -> torch.nn.Module:
+        """Return the model to train; ``method`` lets ``placement: auto`` pick where the paths go."""
+        return model
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of one batch (task loss plus whatever the strategy adds)."""
+        return model(**batch).loss
+
+    def on_step(self, step: int, total_steps: int) -> None:
+        """After every optimiser step (schedules such as a growing active k)."""
+
+    def start_epoch(self) -> None:
+        """Before every training epoch (telemetry counts restart)."""
+
+    def telemetry(self) -> dict[str, Any]:
+        """Routing statistics of the last training epoch for the record; empty for dense models."""
+        return {}
 
 
 routers: Registry[type[Routing]] = Registry("routing strategy")
@@ -24,6 +42,18 @@ def build_routing(params: Any) -> Routing:
     return routers.get(params.strategy)(params)
 
 
-from harness.routing import dense  # noqa: E402  (registers itself)
+# each strategy module registers itself; the order here is the order `bench list` shows
+from harness.routing import dense, random, hashing, learned, fixed_random, thor, layerdrop  # noqa: E402, I001
 
-__all__ = ["Routing", "build_routing", "dense", "routers"]
+__all__ = [
+    "Routing",
+    "build_routing",
+    "dense",
+    "fixed_random",
+    "hashing",
+    "layerdrop",
+    "learned",
+    "random",
+    "routers",
+    "thor",
+]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-
 from harness.routing import Routing, routers
 from harness.schema import Strict
 
@@ -17,6 +15,3 @@ class DenseParams(Strict):
 @routers.register("none")
 class Dense(Routing):
     Params = DenseParams
-
-    def apply(self, model: torch.nn.Module) -> torch.nn.Module:
-        return model

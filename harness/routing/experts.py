@@ -1,0 +1,104 @@
+"""The shared machinery of strategies that route among experts: parameters, placement, loss, telemetry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from harness.errors import BenchError
+from harness.routing import Routing
+from harness.routing.context import RoutingContext
+from harness.routing.moe import ExpertBank, RoutedBlock, Router
+from harness.routing.placements import install_adapters, install_ffn, install_lora
+from harness.schema import Strict
+
+COLLAPSE = 0.9  # a layer whose busiest expert takes more than this share of tokens is flagged as collapsed
+AUTO_PLACEMENT = {"full": "ffn", "adapter": "adapter", "lora": "lora"}
+
+
+class ExpertParams(Strict):
+    """Fields every expert strategy shares; each strategy adds its own and fixes its inference modes."""
+
+    experts: Annotated[int, Field(ge=2, le=64)] = 4
+    placement: Literal["auto", "ffn", "adapter", "lora"] = "auto"
+    every: Annotated[int, Field(ge=1)] = 1  # route every n-th layer, counting from the top
+    adapter_reduction: Annotated[int, Field(ge=1)] = 16
+    adapter_share_up: bool = False
+    lora_rank: Annotated[int, Field(ge=1)] = 8
+    lora_alpha: Annotated[float, Field(gt=0)] = 16.0
+    lora_targets: tuple[str, ...] = ("query", "value")
+
+
+class RoutedModel(nn.Module):
+    """Binds each batch's token ids and padding mask for the routers for exactly one forward pass."""
+
+    def __init__(self, model: nn.Module, context: RoutingContext) -> None:
+        super().__init__()
+        self.model, self.context = model, context
+
+    def forward(self, **batch: torch.Tensor) -> Any:
+        with self.context.bind(batch["input_ids"], batch.get("attention_mask")):
+            return self.model(**batch)
+
+
+class ExpertRouting(Routing):
+    """Base of every expert strategy: a subclass says only how to build its router."""
+
+    def __init__(self, params: Any) -> None:
+        super().__init__(params)
+        self.context = RoutingContext()
+        self.blocks: dict[str, RoutedBlock] = {}
+
+    def make_router(self, d_model: int) -> Router:
+        raise NotImplementedError
+
+    def _block(self, bank: ExpertBank, d_model: int) -> RoutedBlock:
+        return RoutedBlock(bank, self.make_router(d_model), self.context, self.params.inference)
+
+    def apply(self, model: nn.Module, method: str) -> nn.Module:
+        p = self.params
+        placement = AUTO_PLACEMENT.get(method, "ffn") if p.placement == "auto" else p.placement
+        d_model = model.config.hidden_size
+
+        def make(bank: ExpertBank) -> RoutedBlock:
+            return self._block(bank, d_model)
+
+        if placement == "ffn":
+            self.blocks = install_ffn(model, p.every, p.experts, make)
+        elif placement == "adapter":
+            self.blocks = install_adapters(model, p.every, p.experts, make, p.adapter_reduction, p.adapter_share_up)
+        elif placement == "lora":
+            self.blocks = install_lora(model, p.every, p.experts, make, p.lora_rank, p.lora_alpha, p.lora_targets)
+        else:  # pragma: no cover - the Literal above rules this out
+            raise BenchError(f"unknown placement {placement!r}")
+        self.placement = placement
+        return RoutedModel(model, self.context)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = model(**batch).loss
+        return loss + sum(self.context.aux_losses) if self.context.aux_losses else loss
+
+    def start_epoch(self) -> None:
+        for block in self.blocks.values():
+            block.stats.reset()
+
+    def telemetry(self) -> dict[str, Any]:
+        layers = {name: block.stats.summary() for name, block in self.blocks.items()}
+        entropies = [layer["entropy"] for layer in layers.values()]
+        busiest = max(max(layer["load"]) for layer in layers.values())
+        out: dict[str, Any] = {
+            "placement": self.placement,
+            "load_entropy": round(sum(entropies) / len(entropies), 4),
+            "max_entropy": round(float(torch.log(torch.tensor(float(self.params.experts)))), 4),
+            "busiest_expert_share": round(busiest, 4),
+            "collapsed": busiest > COLLAPSE,
+            "dropped_fraction": round(sum(v["dropped_fraction"] for v in layers.values()) / len(layers), 4),
+            "layers": layers,
+        }
+        balance = [v["balance_loss"] for v in layers.values() if "balance_loss" in v]
+        if balance:
+            out["balance_loss"] = round(sum(balance) / len(balance), 4)
+        return out

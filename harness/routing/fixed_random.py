@@ -1,0 +1,58 @@
+"""``fixed_random``: a randomly initialised router frozen at init; the number of active experts can grow
+over training (SMoE-Dropout, Chen et al. 2023)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from harness.routing import routers
+from harness.routing.experts import ExpertParams, ExpertRouting
+from harness.routing.moe import Route, Router, Tokens
+
+
+class FrozenRouter(Router):
+    def __init__(self, d_model: int, n_experts: int, k: int) -> None:
+        super().__init__(n_experts)
+        self.gate = torch.nn.Linear(d_model, n_experts, bias=False)
+        torch.nn.init.normal_(self.gate.weight, std=d_model**-0.5)
+        self.gate.requires_grad_(False)
+        self.k = k
+
+    def forward(self, x: torch.Tensor, tokens: Tokens) -> Route:
+        logits = self.gate(x.detach())
+        top, experts = logits.topk(self.k, dim=-1)
+        return Route(experts=experts, weights=top.softmax(-1).to(x.dtype))
+
+
+class FixedRandomParams(ExpertParams):
+    strategy: Literal["fixed_random"] = "fixed_random"
+    inference: Literal["top", "ensemble", "merge"] = "top"
+    k_start: Annotated[int, Field(ge=1)] = 1
+    k_end: Annotated[int, Field(ge=1)] | None = None  # grows linearly from k_start over training; None: fixed
+
+    @model_validator(mode="after")
+    def _k_within_experts(self) -> FixedRandomParams:
+        for name in ("k_start", "k_end"):
+            value = getattr(self, name)
+            if value is not None and value > self.experts:
+                raise ValueError(f"{name}={value} is more than experts={self.experts}")
+        return self
+
+
+@routers.register("fixed_random")
+class FixedRandom(ExpertRouting):
+    Params = FixedRandomParams
+
+    def make_router(self, d_model: int) -> Router:
+        return FrozenRouter(d_model, self.params.experts, self.params.k_start)
+
+    def on_step(self, step: int, total_steps: int) -> None:
+        p = self.params
+        if p.k_end is None:
+            return
+        k = p.k_start + round((p.k_end - p.k_start) * min(1.0, (step + 1) / max(total_steps, 1)))
+        for block in self.blocks.values():
+            block.router.k = k
