@@ -99,7 +99,7 @@ def test_smoke_suite_end_to_end_and_report(tmp_path):
     md = (report / "leaderboard.md").read_text()
     assert "| tiny-bert" in md and "trainable params" in md
     csv = (report / "leaderboard.csv").read_text().splitlines()
-    assert csv[0].startswith("backbone,method,routing,regime,metric,test,val,seeds") and len(csv) == 3
+    assert csv[0].startswith("backbone,method,routing,inference,regime,metric,test,val,seeds") and len(csv) == 3
 
     again = bench("report", str(out), "--to", str(tmp_path / "again"))
     assert again.returncode == 0, again.stderr
