@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -37,10 +37,6 @@ class Configurable:
 
 def tagged_union(models: list[type[BaseModel]], tag: str) -> Any:
     """A union of registered parameter models, discriminated by their ``tag`` literal field."""
-    from typing import Annotated, Union
-
-    from pydantic import Field
-
     if len(models) == 1:
         return models[0]
     return Annotated[Union[tuple(models)], Field(discriminator=tag)]  # noqa: UP007

@@ -32,7 +32,7 @@ class HashRouter(Router):
 
     def forward(self, x: torch.Tensor, tokens: Tokens) -> Route:
         experts = self.table[tokens.ids].unsqueeze(1)
-        return Route(experts=experts, weights=torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device))
+        return Route(experts=experts, weights=None)
 
 
 class HashParams(ExpertParams):

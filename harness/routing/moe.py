@@ -32,7 +32,7 @@ class Tokens:
 @dataclass
 class Route:
     experts: torch.Tensor  # [n, k] expert index per token and slot
-    weights: torch.Tensor  # [n, k] combine weights
+    weights: torch.Tensor | None  # [n, k] combine weights; None means all 1 (no multiply: random, hash)
     keep: torch.Tensor | None = None  # [n, k] False where a slot is dropped (capacity, GShard's 2nd expert)
     aux_loss: torch.Tensor | None = None  # already scaled by its coefficient; joins the training loss
     balance: float | None = None  # the unscaled load-balancing value, for telemetry
@@ -96,19 +96,22 @@ def dispatch(x: torch.Tensor, route: Route, bank: ExpertBank) -> torch.Tensor:
     """Σₖ wₖ · expertₖ(x) per token: assignments sorted by expert, one call per expert on its group."""
     n, k = route.experts.shape
     experts = route.experts.reshape(-1)
-    weights = route.weights.reshape(-1)
+    weights = None if route.weights is None else route.weights.reshape(-1)
     token = torch.arange(n, device=x.device).repeat_interleave(k)
     if route.keep is not None:
         kept = route.keep.reshape(-1)
-        experts, weights, token = experts[kept], weights[kept], token[kept]
+        experts, token = experts[kept], token[kept]
+        weights = None if weights is None else weights[kept]
     order = torch.argsort(experts, stable=True)
-    experts, weights, token = experts[order], weights[order], token[order]
+    experts, token = experts[order], token[order]
     counts = torch.bincount(experts, minlength=bank.n_experts).tolist()
     groups = x.index_select(0, token).split(counts)
     outputs = [bank.expert(e, group) for e, group in enumerate(groups) if counts[e]]
     if not outputs:
         return torch.zeros_like(x)
-    combined = torch.cat(outputs) * weights.unsqueeze(-1).to(x.dtype)
+    combined = torch.cat(outputs)
+    if weights is not None:
+        combined = combined * weights[order].unsqueeze(-1).to(x.dtype)
     return torch.zeros(n, combined.shape[-1], dtype=combined.dtype, device=x.device).index_add(0, token, combined)
 
 
@@ -164,18 +167,19 @@ class RoutedBlock(nn.Module):
             return self.bank.ensemble(x)
         flat = x.reshape(-1, x.shape[-1])
         real = self.context.flat_mask()
-        batch, seq = x.shape[0], x.shape[1]
-        tokens = Tokens(
-            ids=self.context.flat_token_ids()[real],
-            sequence=torch.arange(batch, device=x.device).repeat_interleave(seq)[real],
-            n_sequences=batch,
-        )
-        route = self.router(flat[real], tokens)
+        sequence = torch.arange(x.shape[0], device=x.device).repeat_interleave(x.shape[1])
+        ids = self.context.flat_token_ids()
+        # Length-grouped batches are mostly padding-free: then skip the gather and scatter of real tokens.
+        index = None if bool(real.all()) else real.nonzero().squeeze(1)
+        if index is not None:
+            flat, ids, sequence = flat.index_select(0, index), ids[index], sequence[index]
+        route = self.router(flat, Tokens(ids=ids, sequence=sequence, n_sequences=x.shape[0]))
         if self.training:
             self.stats.update(route)
             if route.aux_loss is not None:
                 self.context.aux_losses.append(route.aux_loss)
-        routed = dispatch(flat[real], route, self.bank)
-        out = torch.zeros(flat.shape[0], routed.shape[-1], dtype=routed.dtype, device=x.device)
-        out[real] = routed
-        return out.reshape(*x.shape[:-1], routed.shape[-1])
+        routed = dispatch(flat, route, self.bank)
+        if index is not None:
+            out = routed.new_zeros(real.shape[0], routed.shape[-1])
+            routed = out.index_copy(0, index, routed)
+        return routed.reshape(*x.shape[:-1], routed.shape[-1])

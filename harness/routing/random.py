@@ -27,7 +27,7 @@ class RandomRouter(Router):
             experts = torch.randint(self.n_experts, (tokens.n_sequences,), device=x.device)[tokens.sequence]
         else:  # batch
             experts = torch.randint(self.n_experts, (1,), device=x.device).expand(x.shape[0])
-        return Route(experts=experts.unsqueeze(1), weights=torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device))
+        return Route(experts=experts.unsqueeze(1), weights=None)
 
 
 class RandomParams(ExpertParams):
