@@ -8,7 +8,6 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from harness.errors import BenchError
 from harness.routing import Routing
 from harness.routing.context import RoutingContext
 from harness.routing.moe import ExpertBank, RoutedBlock, Router
@@ -66,14 +65,14 @@ class ExpertRouting(Routing):
         def make(bank: ExpertBank) -> RoutedBlock:
             return self._block(bank, d_model)
 
-        if placement == "ffn":
-            self.blocks = install_ffn(model, p.every, p.experts, make)
-        elif placement == "adapter":
-            self.blocks = install_adapters(model, p.every, p.experts, make, p.adapter_reduction, p.adapter_share_up)
-        elif placement == "lora":
-            self.blocks = install_lora(model, p.every, p.experts, make, p.lora_rank, p.lora_alpha, p.lora_targets)
-        else:  # pragma: no cover - the Literal above rules this out
-            raise BenchError(f"unknown placement {placement!r}")
+        install = {
+            "ffn": lambda: install_ffn(model, p.every, p.experts, make),
+            "adapter": lambda: install_adapters(
+                model, p.every, p.experts, make, p.adapter_reduction, p.adapter_share_up
+            ),
+            "lora": lambda: install_lora(model, p.every, p.experts, make, p.lora_rank, p.lora_alpha, p.lora_targets),
+        }
+        self.blocks = install[placement]()
         self.placement = placement
         return RoutedModel(model, self.context)
 
