@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 import harness
 from harness.errors import BenchError
+from harness.routing import describe
 
 Status = Literal["done", "failed"]
 
@@ -127,7 +128,7 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "task": config["task"]["name"],
                 "backbone": config["backbone"],
                 "method": config["method"]["name"],
-                "routing": config["routing"]["strategy"],
+                "routing": describe(config["routing"]),
                 "inference": config["routing"].get("inference", "-"),
                 "regime": config["regime"],
                 "seed": config["seed"],

@@ -278,3 +278,33 @@ def test_every_strategy_trains_end_to_end_and_records_its_routing(toy, tmp_path,
         assert len(stats["skip_rate"]) == 2
     else:
         assert stats == {}
+
+
+def test_leaderboard_rows_tell_routing_variants_apart():
+    from harness.report import leaderboards
+    from harness.results import Record
+
+    def record(routing: dict, seed: int) -> Record:
+        config = {
+            "task": {"name": "t"},
+            "backbone": "b",
+            "method": {"name": "full"},
+            "routing": routing,
+            "regime": "full",
+            "seed": seed,
+        }
+        return Record(
+            suite="s",
+            config_hash=f"{seed}{len(routing)}",
+            status="done",
+            label="x",
+            config=config,
+            metrics={"headline": "f1", "test": {"f1": 0.5}, "validation": {"f1": 0.5}},
+            cost={"trainable_params": 10, "train_seconds": 1.0},
+        )
+
+    plain = params("random").model_dump(mode="json")
+    adapter = params("random", placement="adapter").model_dump(mode="json")
+    (table,) = leaderboards([record(plain, 1), record(plain, 2), record(adapter, 1)]).values()
+    assert sorted(table["routing"]) == ["random", "random placement=adapter"]
+    assert sorted(table["seeds"]) == [1, 2]

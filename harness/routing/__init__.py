@@ -42,6 +42,14 @@ def build_routing(params: Any) -> Routing:
     return routers.get(params.strategy)(params)
 
 
+def describe(config: dict[str, Any]) -> str:
+    """A routing config as a leaderboard label: the strategy and every field that differs from its default
+    (inference mode aside, which has its own column), e.g. ``random placement=adapter``."""
+    defaults = routers.get(config["strategy"]).Params().model_dump(mode="json")
+    changed = [f"{k}={v}" for k, v in config.items() if k not in ("strategy", "inference") and defaults.get(k) != v]
+    return " ".join([config["strategy"], *changed])
+
+
 # each strategy module registers itself; the order here is the order `bench list` shows
 from harness.routing import dense, random, hashing, learned, fixed_random, thor, layerdrop  # noqa: E402, I001
 
