@@ -38,6 +38,7 @@ MISTAKES = [
     ("train: {epochs: 2, lr: 1.0e-3, warmup_ratio: 1.5}", 8, ["train.warmup_ratio", "less than 1"]),
     ("methods: [ful]", 4, ["methods[0]", "unknown method 'ful'", "did you mean 'full'", "allowed: full"]),
     ("routing: [{strategy: randm}]", 5, ["routing[0]", "unknown routing strategy 'randm'", "allowed: none"]),
+    ("routing: [{strategy: topk, experts: 2, k: 3}]", 5, ["routing[0]", "k=3 is more than experts=2"]),
     ("tasks: [conll2030]", 2, ["tasks[0]", "unknown task 'conll2030'", "did you mean 'conll2003'"]),
     ("backbones: [minilm-l7]", 3, ["backbones[0]", "did you mean 'minilm-l6'"]),
     ("seeds: []", 7, ["seeds", "at least 1 item"]),

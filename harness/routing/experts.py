@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 import torch
@@ -91,7 +92,7 @@ class ExpertRouting(Routing):
         out: dict[str, Any] = {
             "placement": self.placement,
             "load_entropy": round(sum(entropies) / len(entropies), 4),
-            "max_entropy": round(float(torch.log(torch.tensor(float(self.params.experts)))), 4),
+            "max_entropy": round(math.log(self.params.experts), 4),
             "busiest_expert_share": round(busiest, 4),
             "collapsed": busiest > COLLAPSE,
             "dropped_fraction": round(sum(v["dropped_fraction"] for v in layers.values()) / len(layers), 4),

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from harness.routing import routers
@@ -92,6 +92,12 @@ class TopKParams(LearnedParams):
     k: Annotated[int, Field(ge=1)] = 2
     noise: Annotated[float, Field(ge=0)] = 0.0
 
+    @model_validator(mode="after")
+    def _k_within_experts(self) -> TopKParams:
+        if self.k > self.experts:
+            raise ValueError(f"k={self.k} is more than experts={self.experts}")
+        return self
+
 
 class SwitchParams(LearnedParams):
     strategy: Literal["switch"] = "switch"
@@ -110,8 +116,6 @@ class TopK(ExpertRouting):
 
     def make_router(self, d_model: int) -> Router:
         p = self.params
-        if p.k > p.experts:
-            raise ValueError(f"topk: k={p.k} is more than experts={p.experts}")
         return LearnedRouter(d_model, p.experts, p.k, noise=p.noise, balance=p.aux_loss)
 
 

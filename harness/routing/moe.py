@@ -50,7 +50,7 @@ class Router(nn.Module):
 
 
 class ExpertBank(nn.Module):
-    """E parallel paths with stacked weights: ``expert(e, x)``, ``merged(x)`` (averaged weights)."""
+    """E parallel paths, one set of Parameters each: ``expert(e, x)``, ``merged(x)`` (averaged weights)."""
 
     n_experts: int
 
