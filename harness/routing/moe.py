@@ -103,8 +103,8 @@ def dispatch(x: torch.Tensor, route: Route, bank: ExpertBank) -> torch.Tensor:
         experts, token = experts[kept], token[kept]
         weights = None if weights is None else weights[kept]
     order = torch.argsort(experts, stable=True)
-    experts, token = experts[order], token[order]
     counts = torch.bincount(experts, minlength=bank.n_experts).tolist()
+    token = token[order]
     groups = x.index_select(0, token).split(counts)
     outputs = [bank.expert(e, group) for e, group in enumerate(groups) if counts[e]]
     if not outputs:
@@ -112,7 +112,9 @@ def dispatch(x: torch.Tensor, route: Route, bank: ExpertBank) -> torch.Tensor:
     combined = torch.cat(outputs)
     if weights is not None:
         combined = combined * weights[order].unsqueeze(-1).to(x.dtype)
-    return torch.zeros(n, combined.shape[-1], dtype=combined.dtype, device=x.device).index_add(0, token, combined)
+    if route.keep is None and k == 1:  # each token has exactly one row: place rows, no zero-fill and sum
+        return combined.new_empty(n, combined.shape[-1]).index_copy(0, token, combined)
+    return combined.new_zeros(n, combined.shape[-1]).index_add(0, token, combined)
 
 
 class LoadStats:
