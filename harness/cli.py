@@ -68,6 +68,9 @@ def run(
     seed: Annotated[list[int] | None, typer.Option(help="Run only this seed of the suite (repeatable).")] = None,
     force: Annotated[bool, typer.Option(help="Redo cells that are already done.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or per-cell lines (for CI).")] = False,
+    save_weights: Annotated[
+        bool, typer.Option(help="Keep each cell's trained weights under <out>/weights/<config hash>.")
+    ] = False,
 ) -> None:
     """Run every cell of a suite not yet done, then print and write the leaderboard."""
     from harness.report import write_report
@@ -81,7 +84,7 @@ def run(
             raise BenchError(f"--seed {unknown[0]}: not a seed of suite {loaded.name!r} (seeds: {loaded.seeds})")
         cells = [c for c in cells if c.seed in seed]
     results = out_dir or Path("results") / loaded.name
-    summary = run_cells(cells, results, force=force, progress=not quiet, log=_log(quiet))
+    summary = run_cells(cells, results, force=force, progress=not quiet, log=_log(quiet), save_weights=save_weights)
     records = ResultStore(results).records()
     paths = write_report(records, report_dir or Path("report") / loaded.name)
     _print_report(paths)

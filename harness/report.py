@@ -12,10 +12,10 @@ AXES = ["backbone", "method", "routing", "inference", "regime"]
 NUMERIC_ONLY = ["mean", "sd"]  # in the CSV for tools; the Markdown shows them as "mean ± sd"
 
 
-def _mean_sd(values: pd.Series) -> str:
+def _mean_sd(values: pd.Series, done: int) -> str:
     values = values.dropna() * 100
     if values.empty:
-        return "failed"
+        return "failed" if not done else "-"  # "-": not measured (a baseline selects nothing on validation)
     if len(values) == 1:
         return f"{values.iloc[0]:.2f}"
     return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
@@ -43,8 +43,8 @@ def leaderboards(records: list[Record]) -> dict[str, pd.DataFrame]:
                 {
                     **dict(zip(AXES, key, strict=True)),
                     "metric": metric,
-                    "test": _mean_sd(cell["test"]),
-                    "val": _mean_sd(cell["validation"]),
+                    "test": _mean_sd(cell["test"], len(done)),
+                    "val": _mean_sd(cell["validation"], len(done)),
                     "seeds": len(done),
                     "failed": int((cell["status"] != "done").sum()),
                     "trainable params": int(done["trainable_params"].iloc[0]) if len(done) else None,

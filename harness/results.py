@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 import harness
 from harness.errors import BenchError
+from harness.methods import describe as describe_method
 from harness.routing import describe
+from harness.suite import regime_label
 
 Status = Literal["done", "failed"]
 
@@ -127,10 +129,10 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "status": r.status,
                 "task": config["task"]["name"],
                 "backbone": config["backbone"],
-                "method": config["method"]["name"],
+                "method": describe_method(config["method"]),
                 "routing": describe(config["routing"]),
                 "inference": config["routing"].get("inference", "-"),
-                "regime": config["regime"],
+                "regime": regime_label(config["regime"]),
                 "seed": config["seed"],
                 "metric": r.metrics.get("headline"),
                 "test": test.get(r.metrics.get("headline", ""), float("nan")),

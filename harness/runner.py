@@ -26,12 +26,14 @@ def run_cells(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    save_weights: bool = False,
 ) -> RunSummary:
     """Run ``cells`` in order, writing one record each under ``out_dir/cells``.
 
     A record is written only when its cell has finished (atomically), so a killed run leaves no partial
     record and the next run picks up the cells that have none. Bad input (``BenchError``) stops the run;
-    any other error fails only its cell.
+    any other error fails only its cell. ``save_weights`` keeps each cell's trained weights (the method's
+    own: LoRA, adapters, prompts, or the whole model) under ``out_dir/weights/<config hash>``.
     """
     store = ResultStore(out_dir)
     store.clean_partial()
@@ -44,7 +46,8 @@ def run_cells(
             continue
         log(f"{prefix}: running")
         try:
-            record, predictions = run_cell(cell, progress, log)
+            weights = out_dir / "weights" / cell.config_hash if save_weights else None
+            record, predictions = run_cell(cell, progress, log, weights)
         except BenchError:
             raise
         except Exception as error:

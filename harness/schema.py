@@ -40,3 +40,19 @@ def tagged_union(models: list[type[BaseModel]], tag: str) -> Any:
     if len(models) == 1:
         return models[0]
     return Annotated[Union[tuple(models)], Field(discriminator=tag)]  # noqa: UP007
+
+
+def describe(config: dict[str, Any], params: type[BaseModel], tag: str, hidden: tuple[str, ...] = ()) -> str:
+    """A component's config as a table label: its name and each short field that differs from the default,
+    e.g. ``lora r=4`` or ``random placement=adapter`` (prose fields such as prompt templates are left out)."""
+    defaults = params().model_dump(mode="json")
+    changed = [
+        f"{k}={v}"
+        for k, v in config.items()
+        if k != tag
+        and k not in hidden
+        and defaults.get(k) != v
+        and isinstance(v, int | float | str)
+        and len(str(v)) <= 24
+    ]
+    return " ".join([config[tag], *changed])

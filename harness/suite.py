@@ -9,12 +9,21 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from harness.errors import BenchError
-from harness.methods import methods
+from harness.methods import build_method, methods
 from harness.models import backbones, is_valid_backbone
-from harness.routing import routers
+from harness.routing import describe, routers
 from harness.schema import Strict, tagged_union
 from harness.tasks import builtin_tasks
 from harness.tasks.base import Slug, TaskSpec
@@ -91,14 +100,71 @@ RoutingSpec = Annotated[
     BeforeValidator(_named("strategy", routers)),
 ]
 TaskRef = Annotated[TaskSpec, BeforeValidator(_builtin_task)]
-Regime = Literal["full"]
+
+
+class Shots(Strict):
+    """A few-shot regime: k examples per class (per entity type) for train and for validation."""
+
+    shots: PositiveInt
+    # None: one split per training seed, drawn with that seed (LM-BFF); a list: every split × every seed
+    split_seeds: Annotated[list[int], Field(min_length=1), AfterValidator(_unique)] | None = None
+    train: Profile | None = None  # training overrides for this regime (a few examples want more epochs)
+
+
+class FewShot(Strict):
+    """A cell's few-shot regime: k and the seed that drew its split."""
+
+    shots: PositiveInt
+    split_seed: int
+
+
+REGIME_TAGS = ("regime:full", "regime:shots")
+
+
+def _regime_kind(value: Any) -> str:
+    return REGIME_TAGS[0] if isinstance(value, str) else REGIME_TAGS[1]
+
+
+def _regime(model: type) -> Any:
+    """``full`` or a mapping; the tag decides which, so a bad mapping reports its own fields only."""
+    return Annotated[
+        Annotated[Literal["full"], Tag(REGIME_TAGS[0])] | Annotated[model, Tag(REGIME_TAGS[1])],
+        Discriminator(_regime_kind),
+    ]
+
+
+Regime = _regime(Shots)
+CellRegime = _regime(FewShot)
+
+
+def regime_label(regime: Any) -> str:
+    """``full`` or ``16-shot`` (split seeds are grouped like training seeds in tables)."""
+    if isinstance(regime, str):
+        return regime
+    shots = regime["shots"] if isinstance(regime, dict) else regime.shots
+    return f"{shots}-shot"
 
 
 def _axis(item: Any, default: list | None = None) -> Any:
     unique = AfterValidator(_unique)
     if default is None:
         return Annotated[list[item], Field(min_length=1), unique]
-    return Annotated[list[item], Field(min_length=1, default_factory=lambda: list(default)), unique]
+    defaults = Field(min_length=1, default_factory=lambda: list(default), validate_default=True)
+    return Annotated[list[item], defaults, unique]
+
+
+AXES = ("tasks", "backbones", "methods", "routing", "regimes", "seeds")
+
+
+class Grid(Strict):
+    """A block of the suite with some axes replaced; the others come from the top level."""
+
+    tasks: _axis(TaskRef) | None = None
+    backbones: _axis(Annotated[str, AfterValidator(_known_backbone)]) | None = None
+    methods: _axis(MethodSpec) | None = None
+    routing: _axis(RoutingSpec) | None = None
+    regimes: _axis(Regime) | None = None
+    seeds: _axis(int) | None = None
 
 
 class Suite(Strict):
@@ -110,9 +176,40 @@ class Suite(Strict):
     routing: _axis(RoutingSpec, ["none"])
     regimes: _axis(Regime, ["full"])
     seeds: _axis(int)
+    # Cells are the union of every grid's cross product (the top-level axes fill what a grid leaves out);
+    # without grids, the top level is the one grid. Grids let methods that do not mix (routing with a prompt
+    # baseline) share a suite and a leaderboard.
+    grids: Annotated[list[Grid], Field(min_length=1)] | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)
     profiles: dict[Slug, Profile] = Field(default_factory=dict)
     data_dir: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_tasks_by_name(cls, data: Any) -> Any:
+        """A grid may name a task the suite defines at the top level (besides the built-in ones)."""
+        if not isinstance(data, dict) or not isinstance(data.get("grids"), list):
+            return data
+        defined = {t["name"]: t for t in data.get("tasks") or [] if isinstance(t, dict) and "name" in t}
+        for grid in data["grids"]:
+            if isinstance(grid, dict) and isinstance(grid.get("tasks"), list):
+                grid["tasks"] = [defined.get(t, t) if isinstance(t, str) else t for t in grid["tasks"]]
+        return data
+
+    def grid_axes(self) -> list[tuple[tuple, dict[str, list]]]:
+        """Each grid's location in the YAML and its resolved axes."""
+        if self.grids is None:
+            return [((), {axis: getattr(self, axis) for axis in AXES})]
+        return [
+            (("grids", i), {axis: getattr(grid, axis) or getattr(self, axis) for axis in AXES})
+            for i, grid in enumerate(self.grids)
+        ]
+
+    def axis_location(self, grid: tuple, axis: str) -> tuple:
+        """Where ``axis`` of ``grid`` is written: in the grid if it sets it, else at the top level."""
+        if grid and getattr(self.grids[grid[1]], axis) is not None:
+            return (*grid, axis)
+        return (axis,)
 
 
 class Cell(Strict):
@@ -123,21 +220,23 @@ class Cell(Strict):
     backbone: str
     method: MethodSpec
     routing: RoutingSpec
-    regime: Regime
+    regime: CellRegime
     seed: int
     train: TrainConfig
     data_dir: str
 
     def hashed_fields(self) -> dict[str, Any]:
-        return {
+        fields = {
             "task": self.task.identity(),
             "backbone": self.backbone,
             "method": self.method.model_dump(),
             "routing": self.routing.model_dump(),
-            "regime": self.regime,
+            "regime": self.regime if isinstance(self.regime, str) else self.regime.model_dump(),
             "seed": self.seed,
-            "train": self.train.model_dump(),
         }
+        if methods.get(self.method.name).trains:  # a baseline's numbers do not depend on training settings
+            fields["train"] = self.train.model_dump()
+        return fields
 
     @property
     def config_hash(self) -> str:
@@ -146,9 +245,10 @@ class Cell(Strict):
 
     @property
     def label(self) -> str:
-        return (
-            f"{self.task.name}/{self.backbone}/{self.method.name}/{self.routing.strategy}/{self.regime}/seed{self.seed}"
-        )
+        regime = self.regime
+        if not isinstance(regime, str):
+            regime = f"{regime.shots}shot-split{regime.split_seed}"
+        return f"{self.task.name}/{self.backbone}/{self.method.name}/{self.routing.strategy}/{regime}/seed{self.seed}"
 
 
 def load_suite(path: Path) -> Suite:
@@ -157,9 +257,33 @@ def load_suite(path: Path) -> Suite:
     if not isinstance(data, dict):
         raise BenchError(f"{path}:1: expected a mapping of suite fields, got {type(data).__name__}")
     try:
-        return Suite.model_validate(data)
+        suite = Suite.model_validate(data)
     except ValidationError as e:
         raise BenchError("\n".join(_describe(err, path, data, lines) for err in e.errors())) from None
+    problems = _mismatches(suite, path, lines)
+    if problems:
+        raise BenchError("\n".join(problems))
+    return suite
+
+
+def _mismatches(suite: Suite, path: Path, lines: dict) -> list[str]:
+    """Combinations that make no sense (routing a prompt baseline, prompt tuning on NER …): one line per
+    method entry and reason, at the entry, naming the first combination that hit it."""
+    problems: dict[tuple, str] = {}
+    for grid, axes in suite.grid_axes():
+        for task, (m, method), routing, regime in itertools.product(
+            axes["tasks"], enumerate(axes["methods"]), axes["routing"], axes["regimes"]
+        ):
+            reason = build_method(method).conflict(task.type, routing, regime)
+            loc = (*suite.axis_location(grid, "methods"), m)
+            if reason is None or (loc, reason) in problems:
+                continue
+            field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+            problems[loc, reason] = (
+                f"{path}:{line_of(lines, loc)}: {field}: {reason} "
+                f"(task {task.name}, routing {describe(routing.model_dump())}, regime {regime_label(regime)})"
+            )
+    return list(problems.values())
 
 
 def _describe(err: Any, path: Path, data: Any, lines: dict) -> str:
@@ -168,7 +292,7 @@ def _describe(err: Any, path: Path, data: Any, lines: dict) -> str:
         loc = (*loc, err["ctx"]["field"])
     shown, node = [], data
     for part in loc:
-        if isinstance(node, dict) and part not in node and part in node.values():
+        if part in REGIME_TAGS or (isinstance(node, dict) and part not in node and part in node.values()):
             continue  # a discriminated-union tag that pydantic adds to the location
         shown.append(f"[{part}]" if isinstance(part, int) else f".{part}")
         node = node[part] if isinstance(node, dict | list) and _has(node, part) else None
@@ -209,23 +333,49 @@ def data_dir_for(suite: Suite, suite_path: Path) -> Path:
     return suite_path.parent.resolve()
 
 
+def cell_train(base: TrainConfig, method: Any, regime: Any) -> TrainConfig:
+    """The training settings a cell runs with: the profile's, then the regime's overrides, then the method's
+    learning rate. A few-shot set is its own size, so subset sizes do not apply to it."""
+    if not isinstance(regime, str):
+        overrides = regime.train.model_dump(exclude_unset=True) if regime.train is not None else {}
+        base = base.model_copy(update={"train_subset": None, "validation_subset": None, **overrides})
+    lr = build_method(method).lr
+    return base if lr is None else base.model_copy(update={"lr": lr})
+
+
+def _cell_regimes(regime: Any, seed: int) -> list[Any]:
+    if isinstance(regime, str):
+        return [regime]
+    return [FewShot(shots=regime.shots, split_seed=s) for s in (regime.split_seeds or [seed])]
+
+
 def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[Cell]:
-    """The cross product task × backbone × method × routing × regime × seed, in a stable order."""
-    train = resolve_profile(suite, profile)
+    """The union over grids of task × backbone × method × routing × regime × seed, in a stable order.
+
+    A method without randomness (``majority``, ``zero_shot``) gets only the first seed; a few-shot regime
+    adds one cell per split seed.
+    """
+    base = resolve_profile(suite, profile)
     data_dir = str(data_dir_for(suite, suite_path))
-    return [
-        Cell(
-            suite=suite.name,
-            task=task,
-            backbone=backbone,
-            method=method,
-            routing=routing,
-            regime=regime,
-            seed=seed,
-            train=train,
-            data_dir=data_dir,
-        )
-        for task, backbone, method, routing, regime, seed in itertools.product(
-            suite.tasks, suite.backbones, suite.methods, suite.routing, suite.regimes, suite.seeds
-        )
-    ]
+    cells: dict[str, Cell] = {}
+    for _, axes in suite.grid_axes():
+        for task, backbone, method, routing, regime in itertools.product(
+            axes["tasks"], axes["backbones"], axes["methods"], axes["routing"], axes["regimes"]
+        ):
+            seeds = axes["seeds"] if methods.get(method.name).seeded else axes["seeds"][:1]
+            train = cell_train(base, method, regime)
+            for seed in seeds:
+                for cell_regime in _cell_regimes(regime, seed):
+                    cell = Cell(
+                        suite=suite.name,
+                        task=task,
+                        backbone=backbone,
+                        method=method,
+                        routing=routing,
+                        regime=cell_regime,
+                        seed=seed,
+                        train=train,
+                        data_dir=data_dir,
+                    )
+                    cells.setdefault(cell.config_hash, cell)
+    return list(cells.values())

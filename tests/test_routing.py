@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, BertConfig
 
+from harness.methods import build_method, methods
 from harness.results import ResultStore
 from harness.routing import build_routing, routers
 from harness.routing.consistency import symmetric_kl, two_pass_loss
@@ -54,8 +55,10 @@ def params(strategy: str, **fields) -> object:
 
 
 def routed(strategy: str, method: str = "full", seed: int = 0, **fields) -> tuple[object, torch.nn.Module]:
+    """The tiny model routed by ``strategy`` and prepared by ``method`` (its placement decides the paths)."""
     routing = build_routing(params(strategy, **fields))
-    return routing, routing.apply(tiny_model(seed), method)
+    chosen = build_method(methods.get(method).Params())
+    return routing, chosen.prepare(routing.apply(tiny_model(seed), chosen), routed=routing.routes_paths)
 
 
 def _modes(strategy: str) -> list[str]:
@@ -63,13 +66,14 @@ def _modes(strategy: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("strategy", "inference", "placement"),
-    [(s, m, "ffn") for s in EXPERT_STRATEGIES for m in _modes(s)]
-    + [(s, _modes(s)[0], p) for s in ("random", "switch") for p in ("adapter", "lora")],
+    ("strategy", "inference", "method"),
+    [(s, m, "full") for s in EXPERT_STRATEGIES for m in _modes(s)]
+    + [(s, _modes(s)[0], method) for s in ("random", "switch") for method in ("adapter", "lora")],
 )
-def test_routed_model_equals_dense_at_init(strategy, inference, placement):
+def test_routed_model_equals_dense_at_init(strategy, inference, method):
+    """Upcycled FFN experts (full), and adapter / LoRA experts whose up / B start at zero."""
     dense = tiny_model().eval()
-    _, model = routed(strategy, inference=inference, placement=placement)
+    _, model = routed(strategy, method, inference=inference)
     model.eval()
     inputs = batch()
     with torch.no_grad():
@@ -304,7 +308,7 @@ def test_leaderboard_rows_tell_routing_variants_apart():
         )
 
     plain = params("random").model_dump(mode="json")
-    adapter = params("random", placement="adapter").model_dump(mode="json")
-    (table,) = leaderboards([record(plain, 1), record(plain, 2), record(adapter, 1)]).values()
-    assert sorted(table["routing"]) == ["random", "random placement=adapter"]
+    variant = params("random", every=2).model_dump(mode="json")
+    (table,) = leaderboards([record(plain, 1), record(plain, 2), record(variant, 1)]).values()
+    assert sorted(table["routing"]) == ["random", "random every=2"]
     assert sorted(table["seeds"]) == [1, 2]

@@ -49,6 +49,34 @@ MISTAKES = [
     ("tasks: [{name: mine, format: conll}]", 2, ["tasks[0].type", "Field required"]),
     ("  default: {train_subset: 100, epoch: 1}", 10, ["profiles.default.epoch", "unknown field 'epoch'"]),
     ("seeds: [1, 2]\nseeds: [3]", 8, ["duplicate key 'seeds'", "first given on line 7"]),
+    ("regimes: [{shots: 0}]", 6, ["regimes[0].shots", "greater than 0"]),
+    ("regimes: [{shots: 4, splits: [1]}]", 6, ["regimes[0].splits", "unknown field", "allowed: shots, split_seeds"]),
+    # combinations that make no sense are rejected at the method's entry, naming the combination
+    ("methods: [full, prompt_tuning]", 4, ["methods[1]", "supports classification tasks, not ner"]),
+    (
+        "seeds: [1, 2]\ngrids: [{methods: [zero_shot], routing: [random]}]",
+        8,
+        ["grids[0].methods[0]", "no parallel paths to route", "routing random"],
+    ),
+    (
+        "routing: [{strategy: hash, placement: ffn}]\ngrids: [{methods: [full, {name: lora, r: 4}]}]",
+        6,
+        ["grids[0].methods[1]", "placement 'ffn' does not fit method 'lora', whose paths are 'lora'"],
+    ),
+    (
+        "seeds: [1, 2]\ngrids: [{regimes: [full, {shots: 8}], methods: [majority]}]",
+        8,
+        ["grids[0].methods[0]", "no few-shot regime", "regime 8-shot"],
+    ),
+    (
+        "seeds: [1, 2]\ngrids: [{methods: [icl], routing: [hash]}]",
+        8,
+        [
+            "grids[0].methods[0]",
+            "method 'icl' has no parallel paths",
+        ],
+    ),
+    ("seeds: [1, 2]\ngrids: [{tasks: [mytask]}]", 8, ["grids[0].tasks[0]", "unknown task 'mytask'"]),
     ("seeds: [1, 2", 8, ["invalid YAML"]),
 ]
 
@@ -95,7 +123,8 @@ def test_cli_prints_one_line_per_error_and_exits_2(write):
     result = bench("validate", str(path))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {path}:4: methods[0]: unknown method 'ful'; did you mean 'full'? (allowed: full)"
+        f"error: {path}:4: methods[0]: unknown method 'ful'; did you mean 'full'? "
+        "(allowed: full, lora, adapter, prompt_tuning, icl, zero_shot, majority)"
     ]
     assert "Traceback" not in result.stderr
 

@@ -1,12 +1,14 @@
-"""Full fine-tuning: every weight of the backbone and the task head trains."""
+"""Full fine-tuning: every weight of the backbone and the task head trains. Routed, the FFNs become experts
+upcycled from the pretrained FFN (sparse upcycling)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from harness.methods import Method, methods
+from harness.routing.placements import install_ffn
 from harness.schema import Strict
 
 
@@ -17,7 +19,10 @@ class FullParams(Strict):
 @methods.register("full")
 class Full(Method):
     Params = FullParams
+    placement = "ffn"
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        model.requires_grad_(True)
-        return model
+    def paths(self, model: torch.nn.Module, every: int, n_experts: int, make_block: Any) -> dict[str, Any]:
+        return install_ffn(model, every, n_experts, make_block)
+
+    def prepare(self, model: torch.nn.Module, routed: bool) -> torch.nn.Module:
+        return model  # everything already trains, except what a strategy froze on purpose (a fixed router)

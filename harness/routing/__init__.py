@@ -8,6 +8,7 @@ import torch
 
 from harness.registry import Registry
 from harness.schema import Configurable
+from harness.schema import describe as describe_config
 
 
 class Routing(Configurable):
@@ -16,8 +17,10 @@ class Routing(Configurable):
     The training loop calls only these hooks, so a strategy never needs an ``if`` in the loop.
     """
 
-    def apply(self, model: torch.nn.Module, method: str) -> torch.nn.Module:
-        """Return the model to train; ``method`` lets ``placement: auto`` pick where the paths go."""
+    routes_paths: bool = False  # True: ``apply`` installs the method's paths as parallel, routed ones
+
+    def apply(self, model: torch.nn.Module, method: Any) -> torch.nn.Module:
+        """Return the model to train; ``method`` (a ``Method``) says where its paths go and their shape."""
         return model
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -43,11 +46,9 @@ def build_routing(params: Any) -> Routing:
 
 
 def describe(config: dict[str, Any]) -> str:
-    """A routing config as a leaderboard label: the strategy and every field that differs from its default
-    (inference mode aside, which has its own column), e.g. ``random placement=adapter``."""
-    defaults = routers.get(config["strategy"]).Params().model_dump(mode="json")
-    changed = [f"{k}={v}" for k, v in config.items() if k not in ("strategy", "inference") and defaults.get(k) != v]
-    return " ".join([config["strategy"], *changed])
+    """A routing config as a leaderboard label, e.g. ``random placement=ffn`` (the inference mode has its own
+    column)."""
+    return describe_config(config, routers.get(config["strategy"]).Params, "strategy", hidden=("inference",))
 
 
 # each strategy module registers itself; the order here is the order `bench list` shows

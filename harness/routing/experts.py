@@ -12,24 +12,22 @@ from torch import nn
 from harness.routing import Routing
 from harness.routing.context import RoutingContext
 from harness.routing.moe import ExpertBank, RoutedBlock, Router
-from harness.routing.placements import install_adapters, install_ffn, install_lora
 from harness.schema import Strict
 
 COLLAPSE = 0.9  # a layer whose busiest expert takes more than this share of tokens is flagged as collapsed
-AUTO_PLACEMENT = {"full": "ffn", "adapter": "adapter", "lora": "lora"}
 
 
 class ExpertParams(Strict):
-    """Fields every expert strategy shares; each strategy adds its own and fixes its inference modes."""
+    """Fields every expert strategy shares; each strategy adds its own and fixes its inference modes.
+
+    Where the experts go and their shape belong to the method (full → upcycled FFNs, adapter → bottleneck
+    adapters, lora → LoRA pairs, with the method's reduction, rank, targets); ``placement`` may name that
+    site explicitly, and a suite is rejected if it names another.
+    """
 
     experts: Annotated[int, Field(ge=2, le=64)] = 4
     placement: Literal["auto", "ffn", "adapter", "lora"] = "auto"
     every: Annotated[int, Field(ge=1)] = 1  # route every n-th layer, counting from the top
-    adapter_reduction: Annotated[int, Field(ge=1)] = 16
-    adapter_share_up: bool = False
-    lora_rank: Annotated[int, Field(ge=1)] = 8
-    lora_alpha: Annotated[float, Field(gt=0)] = 16.0
-    lora_targets: tuple[str, ...] = ("query", "value")
 
 
 class RoutedModel(nn.Module):
@@ -47,6 +45,8 @@ class RoutedModel(nn.Module):
 class ExpertRouting(Routing):
     """Base of every expert strategy: a subclass says only how to build its router."""
 
+    routes_paths = True
+
     def __init__(self, params: Any) -> None:
         super().__init__(params)
         self.context = RoutingContext()
@@ -58,23 +58,14 @@ class ExpertRouting(Routing):
     def _block(self, bank: ExpertBank, d_model: int) -> RoutedBlock:
         return RoutedBlock(bank, self.make_router(d_model), self.context, self.params.inference)
 
-    def apply(self, model: nn.Module, method: str) -> nn.Module:
-        p = self.params
-        placement = AUTO_PLACEMENT.get(method, "ffn") if p.placement == "auto" else p.placement
+    def apply(self, model: nn.Module, method: Any) -> nn.Module:
         d_model = model.config.hidden_size
 
         def make(bank: ExpertBank) -> RoutedBlock:
             return self._block(bank, d_model)
 
-        install = {
-            "ffn": lambda: install_ffn(model, p.every, p.experts, make),
-            "adapter": lambda: install_adapters(
-                model, p.every, p.experts, make, p.adapter_reduction, p.adapter_share_up
-            ),
-            "lora": lambda: install_lora(model, p.every, p.experts, make, p.lora_rank, p.lora_alpha, p.lora_targets),
-        }
-        self.blocks = install[placement]()
-        self.placement = placement
+        self.blocks = method.paths(model, self.params.every, self.params.experts, make)
+        self.placement = method.placement
         return RoutedModel(model, self.context)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

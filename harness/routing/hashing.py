@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -44,7 +44,7 @@ class HashParams(ExpertParams):
 class HashRouting(ExpertRouting):
     Params = HashParams
 
-    def apply(self, model: torch.nn.Module, method: str) -> torch.nn.Module:
+    def apply(self, model: torch.nn.Module, method: Any) -> torch.nn.Module:
         self.vocab_size = model.config.vocab_size
         return super().apply(model, method)
 

@@ -42,7 +42,7 @@ class LayerDropParams(Strict):
 class LayerDrop(Routing):
     Params = LayerDropParams
 
-    def apply(self, model: nn.Module, method: str) -> nn.Module:
+    def apply(self, model: nn.Module, method: Any) -> nn.Module:
         layers = encoder_layers(model)
         self.layers = [DroppableLayer(layer, self.params.p) for layer in layers]
         for i, wrapped in enumerate(self.layers):

@@ -1,10 +1,11 @@
-"""Where the parallel paths go in a BERT-family encoder: the FFN, bottleneck adapters, LoRA pairs, layers.
-
-Each ``install_*`` swaps modules in place and returns the routed blocks it created, by layer name.
+"""Where parallel paths go in a BERT-family encoder: the FFN, or small paths added beside linears
+(bottleneck adapters after a projection, LoRA pairs on a linear's input). Methods choose the sites and the
+path shape; routing strategies choose how many paths and how a token picks one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import torch
@@ -43,13 +44,13 @@ def install_ffn(model: nn.Module, every: int, n_experts: int, make_block: MakeBl
 
 
 class DeltaLinear(nn.Module):
-    """``out = base(x) + routed Δ``: the base linear is kept, the routed block adds to it (peft-style wrapper).
+    """``out = base(x) + Δ``: the base linear is kept, a (routed) path adds to it (peft-style wrapper).
 
-    ``on_output`` says what the experts read: the base output (a bottleneck adapter after the projection,
+    ``on_output`` says what the path reads: the base output (a bottleneck adapter after the projection,
     Houlsby/AdaMix) or the base input (LoRA).
     """
 
-    def __init__(self, base: nn.Linear, block: RoutedBlock, on_output: bool) -> None:
+    def __init__(self, base: nn.Linear, block: nn.Module, on_output: bool) -> None:
         super().__init__()
         self.base, self.block, self.on_output = base, block, on_output
 
@@ -62,7 +63,7 @@ class AdapterExperts(ExpertBank):
     """E bottleneck adapters ``up(gelu(down(h)))``; ``up`` starts at zero so the model is unchanged at init.
     With ``share_up`` all experts share one up-projection (AdaMix's parameter-saving variant)."""
 
-    def __init__(self, d: int, reduction: int, n_experts: int, share_up: bool) -> None:
+    def __init__(self, d: int, reduction: int, n_experts: int, share_up: bool = False) -> None:
         super().__init__()
         self.n_experts, bottleneck, n_up = n_experts, max(1, d // reduction), 1 if share_up else n_experts
         self.down = nn.ParameterList(nn.Parameter(torch.randn(bottleneck, d) * d**-0.5) for _ in range(n_experts))
@@ -83,53 +84,63 @@ class AdapterExperts(ExpertBank):
 
 
 class LoRAExperts(ExpertBank):
-    """E low-rank pairs ``(alpha / r) · B A x`` (MoLoRA-style); B starts at zero so the model is unchanged."""
+    """E low-rank pairs ``(alpha / r) · B A dropout(x)`` (MoLoRA-style); B starts at zero so the model is
+    unchanged at init."""
 
-    def __init__(self, d_in: int, d_out: int, rank: int, alpha: float, n_experts: int) -> None:
+    def __init__(self, d_in: int, d_out: int, rank: int, alpha: float, n_experts: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.n_experts, self.scaling = n_experts, alpha / rank
+        self.n_experts, self.scaling, self.dropout = n_experts, alpha / rank, nn.Dropout(dropout)
         self.a = nn.ParameterList(nn.Parameter(torch.randn(rank, d_in) * d_in**-0.5) for _ in range(n_experts))
         self.b = nn.ParameterList(nn.Parameter(torch.zeros(d_out, rank)) for _ in range(n_experts))
 
     def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(nn.functional.linear(x, self.a[e]), self.b[e]) * self.scaling
+        return nn.functional.linear(nn.functional.linear(self.dropout(x), self.a[e]), self.b[e]) * self.scaling
 
     def merged(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(nn.functional.linear(x, mean_of(self.a)), mean_of(self.b)) * self.scaling
 
 
-def install_adapters(
-    model: nn.Module, every: int, n_experts: int, make_block: MakeBlock, reduction: int, share_up: bool
-) -> dict[str, RoutedBlock]:
-    """A routed adapter after each chosen layer's FFN projection (before dropout, residual and LayerNorm)."""
-    blocks = {}
-    for i, layer in _chosen(model, every):
-        base = layer.output.dense
-        bank = AdapterExperts(base.out_features, reduction, n_experts, share_up)
-        blocks[f"layer{i}.adapter"] = block = make_block(bank)
-        layer.output.dense = DeltaLinear(base, block, on_output=True)
-    return blocks
+class OnePath(nn.Module):
+    """A bank of one path used without a router: the unrouted adapter method."""
+
+    def __init__(self, bank: ExpertBank) -> None:
+        super().__init__()
+        self.bank = bank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bank.expert(0, x)
 
 
-def install_lora(
+# "encoder.layer.3.attention.output.dense" → (3, "attention.output.dense"); a LayerDrop wrapper adds "layer."
+SITE = re.compile(r"encoder\.layer\.(\d+)\.(?:layer\.)?(.+)$")
+
+
+def linears(model: nn.Module, every: int, match: Callable[[str], bool]) -> list[tuple[str, str, nn.Linear]]:
+    """The linears of every ``every``-th encoder layer (counting from the top) whose name inside the layer
+    (``attention.self.value``, ``output.dense`` …) ``match`` accepts, as (``layer3.output.dense``, full name,
+    module); found by name, so wrapped layers are found too."""
+    chosen = {i for i, _ in _chosen(model, every)}
+    found = []
+    for name, module in model.named_modules():
+        site = SITE.search(name)
+        if site and int(site.group(1)) in chosen and isinstance(module, nn.Linear) and match(site.group(2)):
+            found.append((f"layer{site.group(1)}.{site.group(2)}", name, module))
+    return found
+
+
+def wrap_linears(
     model: nn.Module,
     every: int,
-    n_experts: int,
-    make_block: MakeBlock,
-    rank: int,
-    alpha: float,
-    targets: tuple[str, ...],
-) -> dict[str, RoutedBlock]:
-    """Routed LoRA experts on each chosen layer's target linears (by attribute name, e.g. query, value)."""
-    blocks = {}
-    for i, layer in _chosen(model, every):
-        for name, module in list(layer.named_modules()):
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf in targets and isinstance(module, nn.Linear):
-                parent = layer.get_submodule(name.rsplit(".", 1)[0]) if "." in name else layer
-                bank = LoRAExperts(module.in_features, module.out_features, rank, alpha, n_experts)
-                blocks[f"layer{i}.{name}"] = block = make_block(bank)
-                setattr(parent, leaf, DeltaLinear(module, block, on_output=False))
-    if not blocks:
-        raise BenchError(f"no linear named {', '.join(targets)} in the encoder layers for LoRA experts")
-    return blocks
+    match: Callable[[str], bool],
+    make_delta: Callable[[nn.Linear], nn.Module],
+    on_output: bool,
+) -> dict[str, nn.Module]:
+    """Replace each matching linear by ``DeltaLinear(linear, make_delta(linear))``; returns the deltas by site."""
+    deltas = {}
+    for site, name, module in linears(model, every, match):
+        parent_name, leaf = name.rsplit(".", 1)
+        deltas[site] = delta = make_delta(module)
+        setattr(model.get_submodule(parent_name), leaf, DeltaLinear(module, delta, on_output))
+    if not deltas:
+        raise BenchError(f"no matching linear in the encoder layers of {type(model).__name__}")
+    return deltas

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Protocol
@@ -51,10 +52,12 @@ class TaskSpec(Strict):
 
 @dataclass(frozen=True)
 class Split:
-    """One split: model inputs (a tokenised `datasets.Dataset`) and the gold answers to score against."""
+    """One split: model inputs (a tokenised `datasets.Dataset`), the gold answers to score against, and the
+    raw examples (words and tags, or text and label) for methods that read text rather than token ids."""
 
     inputs: Any  # datasets.Dataset with model columns plus `length`
     gold: list[Any]
+    examples: list[Any]
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class TaskData:
     labels: list[str]
     fingerprint: str
     test_source: str  # where the reported split comes from, e.g. "sst2/validation.tsv (GLUE dev)"
+    shots: int | None = None  # k when train and validation are k-shot samples
 
 
 class TaskFamily(Protocol):
@@ -80,6 +84,8 @@ class TaskFamily(Protocol):
     def label_list(self, train: list[Any]) -> list[str]: ...
 
     def check_labels(self, examples: list[Any], labels: list[str], path: str) -> None: ...
+
+    def strata(self, example: Any) -> Counter: ...
 
     def gold(self, examples: list[Any], labels: list[str]) -> list[Any]: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -72,6 +73,9 @@ class ClassificationFamily:
                     f"{path}:{row['line']}: label {row['label']!r} does not occur in the training data "
                     f"(known: {', '.join(labels)})"
                 )
+
+    def strata(self, example: dict) -> Counter:
+        return Counter([example["label"]])
 
     def gold(self, examples: list[dict], labels: list[str]) -> list[int]:
         label_id = {label: i for i, label in enumerate(labels)}

@@ -13,6 +13,7 @@ import datasets
 from harness.errors import BenchError
 from harness.tasks import families
 from harness.tasks.base import Split, TaskData, TaskSpec, fingerprint_files
+from harness.tasks.fewshot import sample_shots
 
 SPLITS = ("train", "validation", "test")
 TOKENIZE_VERSION = 1  # bump when tokenisation code changes, so cached arrow files are not reused
@@ -80,8 +81,13 @@ def prepare_task(
     seed: int,
     train_subset: int | None,
     validation_subset: int | None,
+    shots: int | None = None,
 ) -> TaskData:
-    """Read, check, tokenise (cached by content), then carve and subsample by ``seed``."""
+    """Read, check, tokenise (cached by content), then carve and subsample by ``seed``.
+
+    With ``shots`` = k, train and validation are k-per-class samples of the training split drawn by ``seed``
+    (the split seed), disjoint from each other; the subset sizes do not apply.
+    """
     family = families.get(spec.type)
     raw, sources, fingerprint = read_splits(spec, data_dir)
     labels = family.label_list(raw["train"])
@@ -91,31 +97,40 @@ def prepare_task(
 
     def tokenized(split: str) -> Split:
         cache = cache_dir() / f"{spec.name}-{fingerprint}-{split}-{_tokenizer_key(tokenizer)}-{max_length}.arrow"
-        return Split(family.tokenize(raw[split], tokenizer, labels, max_length, cache), family.gold(raw[split], labels))
+        inputs = family.tokenize(raw[split], tokenizer, labels, max_length, cache)
+        return Split(inputs, family.gold(raw[split], labels), raw[split])
 
     train = tokenized("train")
-    train_order = _seeded_order(len(train.gold), seed)
-    if "validation" in raw:
-        validation = tokenized("validation")
-        validation_order = _seeded_order(len(validation.gold), seed)
+    if shots is not None:
+        picked = sample_shots(raw["train"], family.strata, shots, seed)
+        held_out = sample_shots(raw["train"], family.strata, shots, seed, exclude=set(picked))
+        train_part, validation_part = _select(train, picked), _select(train, held_out)
     else:
-        carve = spec.validation_from_train
-        if carve >= len(train_order):
-            raise BenchError(
-                f"task {spec.name!r}: validation_from_train={carve} leaves no training data "
-                f"({len(train_order)} training examples)"
-            )
-        validation, validation_order, train_order = train, train_order[:carve], train_order[carve:]
+        train_order = _seeded_order(len(train.gold), seed)
+        if "validation" in raw:
+            validation = tokenized("validation")
+            validation_order = _seeded_order(len(validation.gold), seed)
+        else:
+            carve = spec.validation_from_train
+            if carve >= len(train_order):
+                raise BenchError(
+                    f"task {spec.name!r}: validation_from_train={carve} leaves no training data "
+                    f"({len(train_order)} training examples)"
+                )
+            validation, validation_order, train_order = train, train_order[:carve], train_order[carve:]
+        train_part = _select(train, train_order[:train_subset])
+        validation_part = _select(validation, validation_order[:validation_subset])
     return TaskData(
-        train=_select(train, train_order[:train_subset]),
-        validation=_select(validation, validation_order[:validation_subset]),
+        train=train_part,
+        validation=validation_part,
         test=tokenized("test"),
         labels=labels,
         fingerprint=fingerprint,
         test_source=sources["test"],
+        shots=shots,
     )
 
 
 def _select(split: Split, indices: list[int]) -> Split:
     indices = sorted(indices)  # keeps file order, so results do not depend on the shuffle beyond the choice
-    return Split(split.inputs.select(indices), [split.gold[i] for i in indices])
+    return Split(split.inputs.select(indices), [split.gold[i] for i in indices], [split.examples[i] for i in indices])

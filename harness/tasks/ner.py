@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
+from seqeval.metrics.sequence_labeling import get_entities
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from harness.errors import BenchError
@@ -77,6 +79,10 @@ class NerFamily:
                         f"{path}:{s['line'] + offset}: tag {tag!r} does not occur in the training data "
                         f"(known: {', '.join(labels)})"
                     )
+
+    def strata(self, example: dict) -> Counter:
+        """Entity mentions per type (a mention starts at B-, or at an I- that follows another type)."""
+        return Counter(type_ for type_, _, _ in get_entities(example["tags"]))
 
     def gold(self, examples: list[dict], labels: list[str]) -> list[list[str]]:
         return [s["tags"] for s in examples]

@@ -1,0 +1,59 @@
+"""Bottleneck adapters: a small ``up(gelu(down(h)))`` path added after a sublayer's output projection,
+before dropout, the residual and LayerNorm; the backbone is frozen.
+
+``houlsby`` (Houlsby et al. 2019) puts one after the attention output and one after the FFN output and
+trains the LayerNorms too, as the paper does; ``pfeiffer`` (Pfeiffer et al. 2021) keeps only the one after
+the FFN. AdapterHub's ``adapters`` package would do this, but it pins transformers 4.x, so the adapter is
+written here (``AdapterExperts`` with one path). Routed, each site holds E adapters (AdaMix, Wang et al. 2022),
+optionally sharing the up-projection.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field
+
+from harness.methods import Method, is_head, methods, trainable_only
+from harness.routing.placements import AdapterExperts, OnePath, wrap_linears
+from harness.schema import Strict
+
+SITES = {"houlsby": ("attention.output.dense", "output.dense"), "pfeiffer": ("output.dense",)}
+
+
+class AdapterParams(Strict):
+    name: Literal["adapter"] = "adapter"
+    style: Literal["houlsby", "pfeiffer"] = "houlsby"
+    reduction: Annotated[int, Field(ge=1)] = 16  # bottleneck = hidden size / reduction
+    share_up: bool = False  # routed only: the E adapters of a site share one up-projection (AdaMix)
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+
+
+@methods.register("adapter")
+class Adapter(Method):
+    Params = AdapterParams
+    placement = "adapter"
+
+    def _install(self, model: torch.nn.Module, every: int, make: Any) -> dict[str, Any]:
+        sites = SITES[self.params.style]
+        return wrap_linears(model, every, lambda name: name in sites, make, on_output=True)
+
+    def paths(self, model: torch.nn.Module, every: int, n_experts: int, make_block: Any) -> dict[str, Any]:
+        p = self.params
+        return self._install(
+            model,
+            every,
+            lambda linear: make_block(AdapterExperts(linear.out_features, p.reduction, n_experts, p.share_up)),
+        )
+
+    def prepare(self, model: torch.nn.Module, routed: bool) -> torch.nn.Module:
+        if not routed:
+            self._install(
+                model, 1, lambda linear: OnePath(AdapterExperts(linear.out_features, self.params.reduction, 1))
+            )
+        layer_norms = self.params.style == "houlsby"
+        return trainable_only(
+            model,
+            lambda name: ".block." in name or is_head(model, name) or (layer_norms and "LayerNorm" in name),
+        )
