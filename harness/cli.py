@@ -46,6 +46,7 @@ def validate(suite: SuiteArg, profile: ProfileOpt = None) -> None:
 @app.command("list")
 def list_known() -> None:
     """Show the known tasks, backbones, methods and routing strategies."""
+    from harness.lm import language_models
     from harness.methods import methods
     from harness.models import backbones
     from harness.routing import routers
@@ -55,6 +56,7 @@ def list_known() -> None:
     out.print(f"backbones:  {', '.join(backbones)} (or a hub id 'org/name' or a local folder)")
     out.print(f"methods:    {', '.join(methods)}")
     out.print(f"routing:    {', '.join(routers)}")
+    out.print(f"prompt LMs: {', '.join(language_models)} (or a hub id or a local folder)")
 
 
 @app.command()
