@@ -92,21 +92,26 @@ def test_resume_after_sigkill_mid_cell(toy, tmp_path):
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/datasets")
 def test_smoke_suite_end_to_end_and_report(tmp_path):
     out, report = tmp_path / "out", tmp_path / "report"
-    result = bench("run", "suites/smoke.yaml", "--out", str(out), "--report", str(report), "--quiet")
+    result = bench("run", "suites/smoke.yaml", "--out", str(out), "--report", str(report), "--quiet", "--save-weights")
     assert result.returncode == 0, result.stderr
     assert "## conll2003" in result.stdout and "## sst2" in result.stdout
-    assert len(list((out / "cells").glob("*.json"))) == 4
+    hashes = {p.stem for p in (out / "cells").glob("*.json")}
+    assert len(hashes) == 6
+    # every cell's trained weights: the full model, routed LoRA experts, the few-shot adapter
+    assert {p.name for p in (out / "weights").iterdir()} == hashes
+    assert all((out / "weights" / h / "weights.safetensors").is_file() for h in hashes)
     md = (report / "leaderboard.md").read_text()
     assert "| tiny-bert" in md and "trainable params" in md
+    assert "| lora " in md and "| random experts=2 " in md and "| adapter style=pfeiffer " in md and "| 4-shot " in md
     csv = (report / "leaderboard.csv").read_text().splitlines()
-    assert csv[0].startswith("backbone,method,routing,inference,regime,metric,test,val,seeds") and len(csv) == 3
+    assert csv[0].startswith("backbone,method,routing,inference,regime,metric,test,val,seeds") and len(csv) == 5
 
     again = bench("report", str(out), "--to", str(tmp_path / "again"))
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / "leaderboard.md").read_text() == md
 
     rerun = bench("run", "suites/smoke.yaml", "--out", str(out), "--report", str(report))
-    assert rerun.returncode == 0 and rerun.stderr.count("done earlier, skipped") == 4
+    assert rerun.returncode == 0 and rerun.stderr.count("done earlier, skipped") == 6
 
 
 def test_report_of_a_folder_without_records_is_a_clear_error(tmp_path):
