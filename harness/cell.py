@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from harness.memory import PeakMemory
-from harness.methods import Method, build_method
+from harness.methods import Baseline, Method, build_method
 from harness.models import get_backbone
 from harness.results import Record, environment
 from harness.routing import build_routing
@@ -131,14 +131,15 @@ def _train_and_test(
     return metrics, predictions, cost | {"history": result.history, "routing_stats": routing.telemetry()}
 
 
-def _predict(cell: Cell, method: Any, data: TaskData) -> tuple[dict, list[Any], dict]:
+def _predict(cell: Cell, method: Baseline, data: TaskData) -> tuple[dict, list[Any], dict]:
     """A method without training: test predictions only (nothing is selected, so validation is not run)."""
     family = families.get(cell.task.type)
+    total = method.total_params()  # loads the language model first, so predict_seconds is prediction only
     started = time.perf_counter()
     predictions = method.predict(data, cell.task.type, "test", cell.seed)
     cost = {
         "trainable_params": 0,
-        "total_params": method.total_params(),
+        "total_params": total,
         "train_seconds": 0.0,
         "predict_seconds": round(time.perf_counter() - started, 2),
     }
