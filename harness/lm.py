@@ -63,15 +63,20 @@ class CausalLM:
         self.tokenizer, self.model = tokenizer, model.eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._encoded: tuple[str, torch.Tensor, Any] | None = None  # the last prefix, its ids and KV cache
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _prefix(self, prefix: str, rows: int) -> tuple[torch.Tensor, Any]:
-        ids = torch.tensor([self.encode(prefix)])
-        with torch.inference_mode():
-            shared = self.model(ids, use_cache=True).cache
-        shared = copy.deepcopy(shared)
+        """The prefix's ids and KV cache for ``rows`` rows; the prefix is run through the model once per cell
+        (every batch of a cell shares it), and each batch gets its own copy of the cache to extend."""
+        if self._encoded is None or self._encoded[0] != prefix:
+            ids = torch.tensor([self.encode(prefix)])
+            with torch.inference_mode():
+                self._encoded = (prefix, ids, self.model(ids, use_cache=True).cache)
+        _, ids, cache = self._encoded
+        shared = copy.deepcopy(cache)
         shared.batch_repeat_interleave(rows)
         return ids.repeat(rows, 1), shared
 

@@ -111,6 +111,7 @@ def test_causal_lm_score_with_a_shared_prefix_equals_scoring_the_whole_text():
     lm = CausalLM(tokenizer, LlamaForCausalLM(config))
     prefix, pairs = "a review follows .", [("it was", " great"), ("it was really quite", " bad and dull")]
     got = lm.score(prefix, pairs)
+    assert lm.score(prefix, pairs[::-1]) == pytest.approx(got[::-1], abs=1e-5)  # reuses the encoded prefix
     for (context, continuation), score in zip(pairs, got, strict=True):
         head = lm.encode(prefix) + lm.encode(context)
         tail = lm.encode(continuation)
