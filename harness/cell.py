@@ -73,7 +73,7 @@ def run_cell(
         if method.trains:
             outcome = _train_and_test(cell, method, data, tokenizer, progress, log, weights_dir)
         else:
-            outcome = _predict(cell, method, data)
+            outcome = _predict(cell, method, data, progress)
     metrics, predictions, extra = outcome
     record = Record(
         suite=cell.suite,
@@ -131,12 +131,12 @@ def _train_and_test(
     return metrics, predictions, cost | {"history": result.history, "routing_stats": routing.telemetry()}
 
 
-def _predict(cell: Cell, method: Baseline, data: TaskData) -> tuple[dict, list[Any], dict]:
+def _predict(cell: Cell, method: Baseline, data: TaskData, progress: bool) -> tuple[dict, list[Any], dict]:
     """A method without training: test predictions only (nothing is selected, so validation is not run)."""
     family = families.get(cell.task.type)
     total = method.total_params()  # loads the language model first, so predict_seconds is prediction only
     started = time.perf_counter()
-    predictions = method.predict(data, cell.task.type, "test", cell.seed)
+    predictions = method.predict(data, cell.task.type, "test", cell.seed, progress)
     cost = {
         "trainable_params": 0,
         "total_params": total,

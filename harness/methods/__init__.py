@@ -89,8 +89,9 @@ class Baseline(Method):
     trains: ClassVar[bool] = False
     placement: ClassVar[str | None] = None
 
-    def predict(self, data: Any, task_type: str, split: str, seed: int) -> list[Any]:
-        """Predictions for ``data.<split>`` in the family's decoded form (tags per word, class ids)."""
+    def predict(self, data: Any, task_type: str, split: str, seed: int, progress: bool = False) -> list[Any]:
+        """Predictions for ``data.<split>`` in the family's decoded form (tags per word, class ids); with
+        ``progress``, a bar on a terminal."""
         raise NotImplementedError
 
     def total_params(self) -> int:

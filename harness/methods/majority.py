@@ -44,7 +44,7 @@ class Majority(Baseline):
             return "majority reads the whole training split; it has no few-shot regime"
         return super().conflict(task_type, routing, regime)
 
-    def predict(self, data: Any, task_type: str, split: str, seed: int) -> list[Any]:
+    def predict(self, data: Any, task_type: str, split: str, seed: int, progress: bool = False) -> list[Any]:
         examples = getattr(data, split).examples
         if task_type == "classification":  # one class id for every example
             return [most_frequent(data.train.gold)] * len(examples)

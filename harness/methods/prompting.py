@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from seqeval.metrics.sequence_labeling import get_entities
+from tqdm.auto import tqdm
 
 from harness.lm import load_lm
 from harness.methods import Baseline, methods
@@ -170,7 +171,7 @@ class InContext(Baseline):
 
     # -- prediction
 
-    def predict(self, data: Any, task_type: str, split: str, seed: int) -> list[Any]:
+    def predict(self, data: Any, task_type: str, split: str, seed: int, progress: bool = False) -> list[Any]:
         lm, examples, prefix = (
             load_lm(self.params.lm),
             getattr(data, split).examples,
@@ -178,6 +179,8 @@ class InContext(Baseline):
         )
         size = self.params.batch_size
         batches = [examples[i : i + size] for i in range(0, len(examples), size)]
+        # disable=None: a bar only on a terminal (an NER cell generates for minutes), never in a CI log
+        batches = tqdm(batches, desc=self.params.name, unit="batch", leave=False, disable=None if progress else True)
         out: list[Any] = []
         if task_type == "classification":
             space = " " if self._template(task_type).split("{label}")[0].endswith(" ") else ""
