@@ -21,14 +21,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.errors import BenchError
 from harness.registry import Registry
+from harness.tasks.data import cache_dir
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _packaged_smollm2() -> str:
     """A safetensors copy of the packaged GGUF model (made once), or the hub id when the wheel is absent."""
-    from harness.tasks.data import cache_dir
-
     target = cache_dir() / "lm" / "smollm2-135m"
     if (target / "config.json").is_file():
         return str(target)

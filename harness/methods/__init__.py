@@ -30,7 +30,7 @@ class Method(Configurable):
     trains: ClassVar[bool] = True
     task_types: ClassVar[tuple[str, ...]] = ("ner", "classification")
     # where a routing strategy puts this method's parallel paths; None: the method cannot be routed
-    placement: ClassVar[str | None] = "ffn"
+    placement: ClassVar[str | None] = None
     # False for methods without randomness: one cell per combination instead of one per seed
     seeded: ClassVar[bool] = True
 
@@ -87,7 +87,6 @@ class Baseline(Method):
     """A method that predicts without training (prompting a language model, a majority rule)."""
 
     trains: ClassVar[bool] = False
-    placement: ClassVar[str | None] = None
 
     def predict(self, data: Any, task_type: str, split: str, seed: int, progress: bool = False) -> list[Any]:
         """Predictions for ``data.<split>`` in the family's decoded form (tags per word, class ids); with

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from harness.methods import Method, is_head, methods, trainable_only
-from harness.routing.placements import AdapterExperts, OnePath, wrap_linears
+from harness.routing.placements import AdapterExperts, OnePath, is_path, wrap_linears
 from harness.schema import Strict
 
 SITES = {"houlsby": ("attention.output.dense", "output.dense"), "pfeiffer": ("output.dense",)}
@@ -55,5 +55,5 @@ class Adapter(Method):
         layer_norms = self.params.style == "houlsby"
         return trainable_only(
             model,
-            lambda name: ".block." in name or is_head(model, name) or (layer_norms and "LayerNorm" in name),
+            lambda name: is_path(name) or is_head(model, name) or (layer_norms and "LayerNorm" in name),
         )

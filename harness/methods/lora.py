@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from harness.errors import BenchError
 from harness.methods import Method, is_head, methods, trainable_only
-from harness.routing.placements import LoRAExperts, wrap_linears
+from harness.routing.placements import LoRAExperts, is_path, wrap_linears
 from harness.schema import Strict
 
 
@@ -63,7 +63,7 @@ class Lora(Method):
 
     def prepare(self, model: torch.nn.Module, routed: bool) -> torch.nn.Module:
         if routed:  # the routed pairs and the head train; the pretrained weights stay frozen
-            return trainable_only(model, lambda name: ".block." in name or is_head(model, name))
+            return trainable_only(model, lambda name: is_path(name) or is_head(model, name))
         p = self.params
         config = LoraConfig(
             task_type=task_type(model),

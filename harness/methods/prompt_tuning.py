@@ -26,7 +26,6 @@ class PromptTuningParams(Strict):
 class PromptTuning(Method):
     Params = PromptTuningParams
     task_types = ("classification",)
-    placement = None
 
     def prepare(self, model: torch.nn.Module, routed: bool) -> torch.nn.Module:
         p = self.params

@@ -59,6 +59,11 @@ class DeltaLinear(nn.Module):
         return out + self.block(out if self.on_output else x)
 
 
+def is_path(name: str) -> bool:
+    """True for a parameter of a path added beside a linear (it lives under ``DeltaLinear.block``)."""
+    return ".block." in name
+
+
 class AdapterExperts(ExpertBank):
     """E bottleneck adapters ``up(gelu(down(h)))``; ``up`` starts at zero so the model is unchanged at init.
     With ``share_up`` all experts share one up-projection (AdaMix's parameter-saving variant)."""
