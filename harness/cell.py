@@ -3,9 +3,10 @@ A method that does not train (a prompt baseline, a majority rule) goes from the 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from harness.suite import Cell
 from harness.tasks import families
 from harness.tasks.base import TaskData
 from harness.tasks.data import prepare_task
-from harness.train import Batches, evaluate, train
+from harness.train import Batches, Observer, TrainResult, evaluate, train
 
 
 def seed_everything(seed: int) -> None:
@@ -44,34 +45,70 @@ def build_model(cell: Cell, method: Method, labels: list[str]) -> tuple[torch.nn
     return model, routing
 
 
+def _prepare(cell: Cell, method: Method | Baseline) -> tuple[TaskData, Any]:
+    """The cell's data and tokenizer, with every RNG seeded by the cell's seed afterwards."""
+    seed_everything(cell.seed)
+    tokenizer = get_backbone(cell.backbone).tokenizer()
+    few_shot = not isinstance(cell.regime, str)
+    data = prepare_task(
+        cell.task,
+        Path(cell.data_dir),
+        tokenizer,
+        max_length=cell.train.max_length,
+        seed=cell.regime.split_seed if few_shot else cell.seed,
+        train_subset=cell.train.train_subset if method.trains else None,
+        validation_subset=cell.train.validation_subset if method.trains else None,
+        shots=cell.regime.shots if few_shot else None,
+    )
+    seed_everything(cell.seed)  # the model's initialisation does not depend on how data loading used RNGs
+    return data, tokenizer
+
+
+def train_only(
+    cell: Cell,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+    observers: Sequence[Observer] = (),
+) -> TrainResult:
+    """Train ``cell`` and score it on validation only (a search trial): the test split is dropped before
+    training starts, so nothing a search selects can have seen it."""
+    method = build_method(cell.method)
+    data, tokenizer = _prepare(cell, method)
+    data = dataclasses.replace(data, test=None)
+    family = families.get(cell.task.type)
+    model, routing = build_model(cell, method, data.labels)
+    return train(
+        model,
+        method,
+        routing,
+        data,
+        family,
+        family.collator(tokenizer),
+        cell.train,
+        cell.seed,
+        progress,
+        log,
+        observers,
+    )
+
+
 def run_cell(
     cell: Cell,
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
     weights_dir: Path | None = None,
+    observers: Sequence[Observer] = (),
 ) -> tuple[Record, list[Any]]:
     """Train (or just predict) and evaluate ``cell``; returns its record and its test predictions.
 
-    With ``weights_dir``, the weights the method trained are saved there (``Method.save``)."""
+    With ``weights_dir``, the weights the method trained are saved there (``Method.save``); ``observers``
+    follow training."""
     started, env = time.perf_counter(), environment()  # the code as it was when the cell started
     method = build_method(cell.method)
     with PeakMemory() as memory:
-        seed_everything(cell.seed)
-        tokenizer = get_backbone(cell.backbone).tokenizer()
-        few_shot = not isinstance(cell.regime, str)
-        data = prepare_task(
-            cell.task,
-            Path(cell.data_dir),
-            tokenizer,
-            max_length=cell.train.max_length,
-            seed=cell.regime.split_seed if few_shot else cell.seed,
-            train_subset=cell.train.train_subset if method.trains else None,
-            validation_subset=cell.train.validation_subset if method.trains else None,
-            shots=cell.regime.shots if few_shot else None,
-        )
-        seed_everything(cell.seed)  # the model's initialisation does not depend on how data loading used RNGs
+        data, tokenizer = _prepare(cell, method)
         if method.trains:
-            outcome = _train_and_test(cell, method, data, tokenizer, progress, log, weights_dir)
+            outcome = _train_and_test(cell, method, data, tokenizer, progress, log, weights_dir, observers)
         else:
             outcome = _predict(cell, method, data, progress)
     metrics, predictions, extra = outcome
@@ -108,11 +145,12 @@ def _train_and_test(
     progress: bool,
     log: Callable[[str], None],
     weights_dir: Path | None,
+    observers: Sequence[Observer],
 ) -> tuple[dict, list[Any], dict]:
     family = families.get(cell.task.type)
     model, routing = build_model(cell, method, data.labels)
     collate = family.collator(tokenizer)
-    result = train(model, method, routing, data, family, collate, cell.train, cell.seed, progress, log)
+    result = train(model, method, routing, data, family, collate, cell.train, cell.seed, progress, log, observers)
     test_metrics, predictions = evaluate(
         model, Batches(data.test, family, collate), family, data.labels, cell.train.eval_batch_size
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,17 @@ class Batches:
     def __call__(self, order: list[list[int]]):
         for indices in order:
             yield self.collate([self.rows[i] for i in indices])
+
+
+class Observer:
+    """What the loop tells the outside world as it goes: tracking logs through it, a search prunes through it
+    (by raising ``optuna.TrialPruned`` from ``on_epoch``)."""
+
+    def on_step(self, step: int, values: dict[str, float]) -> None:
+        """After optimiser step ``step`` (1-based): its loss and learning rate."""
+
+    def on_epoch(self, entry: dict, steps: int, total_steps: int) -> None:
+        """After an epoch's validation: the history entry, the steps taken so far and the steps planned."""
 
 
 @dataclass
@@ -97,6 +108,7 @@ def train(
     seed: int,
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
+    observers: Sequence[Observer] = (),
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch."""
     train_batches = Batches(data.train, family, collate)
@@ -126,6 +138,7 @@ def train(
                 raise CellFailed(f"loss became {loss.item()} at epoch {epoch}, step {result.steps + 1}")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            lr = schedule.get_last_lr()[0]  # the rate this step used
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
@@ -134,9 +147,12 @@ def train(
             result.steps += 1
             result.real_tokens += int(batch["attention_mask"].sum())
             result.padded_tokens += batch["attention_mask"].numel()
-            loss_sum += loss.item()
+            step_loss = loss.item()
+            loss_sum += step_loss
+            for observer in observers:
+                observer.on_step(result.steps, {"loss": step_loss, "lr": lr})
             bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+            bar.set_postfix(epoch=epoch, loss=f"{step_loss:.4f}")
         epoch_seconds = time.perf_counter() - started
         result.train_seconds += epoch_seconds
 
@@ -151,6 +167,8 @@ def train(
             f"  epoch {epoch}/{cfg.epochs}: train loss {loss_sum / len(order):.4f}, "
             f"validation {family.headline} {score:.4f}{routed} ({epoch_seconds:.0f}s training)"
         )
+        for observer in observers:
+            observer.on_epoch(entry, result.steps, total_steps)
         if score > best_score:
             best_score, result.best_epoch, result.validation = score, epoch, metrics
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
