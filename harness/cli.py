@@ -73,11 +73,24 @@ def run(
     save_weights: Annotated[
         bool, typer.Option(help="Keep each cell's trained weights under <out>/weights/<config hash>.")
     ] = False,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage for searches: an RDB URL or a journal file (default: <out>/optuna.db)."),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI or server (default: sqlite:///<out>/mlflow.db)."
+        ),
+    ] = None,
+    tracking: Annotated[bool, typer.Option(help="Log runs to MLflow.")] = True,
 ) -> None:
-    """Run every cell of a suite not yet done, then print and write the leaderboard."""
+    """Run every cell of a suite not yet done (searching hyperparameters first where the suite has a search
+    block), then print and write the leaderboard."""
     from harness.report import write_report
     from harness.results import ResultStore
     from harness.runner import run_cells
+    from harness.tracking import Tracker, default_uri
 
     loaded, cells = _load(suite, profile)
     if seed:
@@ -86,8 +99,19 @@ def run(
             raise BenchError(f"--seed {unknown[0]}: not a seed of suite {loaded.name!r} (seeds: {loaded.seeds})")
         cells = [c for c in cells if c.seed in seed]
     results = out_dir or Path("results") / loaded.name
-    summary = run_cells(cells, results, force=force, progress=not quiet, log=_log(quiet), save_weights=save_weights)
-    records = ResultStore(results).records()
+    tracker = Tracker((tracking_uri or default_uri(results)) if tracking else None, results)
+    summary = run_cells(
+        cells,
+        results,
+        force=force,
+        progress=not quiet,
+        log=_log(quiet),
+        save_weights=save_weights,
+        tracker=tracker,
+        storage=storage,
+    )
+    ran = set(summary.hashes)  # not records left in the folder by an earlier version of the suite
+    records = [r for r in ResultStore(results).records() if r.config_hash in ran]
     paths = write_report(records, report_dir or Path("report") / loaded.name)
     _print_report(paths)
     out.print(

@@ -1,4 +1,5 @@
-"""Leaderboards: one table per task, one row per backbone × method × routing × regime, mean ± sd over seeds."""
+"""Leaderboards: one table per task, one row per backbone × method × routing × regime × tuning, mean ± sd
+over seeds."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pandas as pd
 
 from harness.results import Record, to_frame
 
-AXES = ["backbone", "method", "routing", "inference", "regime"]
+AXES = ["backbone", "method", "routing", "inference", "regime", "tuning"]
 NUMERIC_ONLY = ["mean", "sd"]  # in the CSV for tools; the Markdown shows them as "mean ± sd"
 
 

@@ -35,6 +35,7 @@ class Record(BaseModel):
     history: list[dict[str, Any]] = []
     routing_stats: dict[str, Any] = {}  # per-layer expert load of the last training epoch, entropy, collapse
     cost: dict[str, Any] = {}
+    search: dict[str, Any] = {}  # the study that chose this cell's hyperparameters, and what it cost
     env: dict[str, Any] = {}
     error: str | None = None
 
@@ -87,13 +88,16 @@ class ResultStore:
     def record_path(self, config_hash: str) -> Path:
         return self.cells / f"{config_hash}.json"
 
+    def predictions_path(self, config_hash: str) -> Path:
+        return self.root / "predictions" / f"{config_hash}.json"
+
     def is_done(self, config_hash: str) -> bool:
         path = self.record_path(config_hash)
         return path.is_file() and self._read(path).status == "done"
 
     def write(self, record: Record, predictions: list[Any] | None = None) -> None:
         if predictions is not None:  # written first: a record never points at missing predictions
-            write_json_atomic(self.root / "predictions" / f"{record.config_hash}.json", predictions)
+            write_json_atomic(self.predictions_path(record.config_hash), predictions)
         write_json_atomic(self.record_path(record.config_hash), record.model_dump(mode="json"))
 
     def clean_partial(self) -> int:
@@ -133,6 +137,7 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "routing": describe(config["routing"]),
                 "inference": config["routing"].get("inference", "-"),
                 "regime": regime_label(config["regime"]),
+                "tuning": _tuning(r.search),
                 "seed": config["seed"],
                 "metric": r.metrics.get("headline"),
                 "test": test.get(r.metrics.get("headline", ""), float("nan")),
@@ -146,3 +151,10 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _tuning(search: dict[str, Any]) -> str:
+    """How a cell's hyperparameters were chosen: by hand (``-``) or by a search of so many trials."""
+    if not search:
+        return "-"
+    return f"search ({search['trials']['complete'] + search['trials']['pruned']} trials)"

@@ -25,7 +25,8 @@ from harness.methods import build_method, methods
 from harness.models import backbones, is_valid_backbone
 from harness.routing import describe, routers
 from harness.schema import Strict, tagged_union
-from harness.tasks import builtin_tasks
+from harness.search_space import METHOD_PREFIX, Search, extremes
+from harness.tasks import builtin_tasks, families
 from harness.tasks.base import Slug, TaskSpec
 from harness.yaml_lines import line_of, load_yaml
 
@@ -165,6 +166,7 @@ class Grid(Strict):
     routing: _axis(RoutingSpec) | None = None
     regimes: _axis(Regime) | None = None
     seeds: _axis(int) | None = None
+    search: Search | None = None  # replaces the suite's search for this grid's cells
 
 
 class Suite(Strict):
@@ -180,6 +182,7 @@ class Suite(Strict):
     # without grids, the top level is the one grid. Grids let methods that do not mix (routing with a prompt
     # baseline) share a suite and a leaderboard.
     grids: Annotated[list[Grid], Field(min_length=1)] | None = None
+    search: Search | None = None  # hyperparameter search for every cell that trains (a grid may replace it)
     train: TrainConfig = Field(default_factory=TrainConfig)
     profiles: dict[Slug, Profile] = Field(default_factory=dict)
     data_dir: str | None = None
@@ -196,12 +199,16 @@ class Suite(Strict):
                 grid["tasks"] = [defined.get(t, t) if isinstance(t, str) else t for t in grid["tasks"]]
         return data
 
-    def grid_axes(self) -> list[tuple[tuple, dict[str, list]]]:
-        """Each grid's location in the YAML and its resolved axes."""
+    def grid_axes(self) -> list[tuple[tuple, dict[str, Any]]]:
+        """Each grid's location in the YAML, its resolved axes and its ``search`` (None: no search)."""
         if self.grids is None:
-            return [((), {axis: getattr(self, axis) for axis in AXES})]
+            return [((), {axis: getattr(self, axis) for axis in AXES} | {"search": self.search})]
         return [
-            (("grids", i), {axis: getattr(grid, axis) or getattr(self, axis) for axis in AXES})
+            (
+                ("grids", i),
+                {axis: getattr(grid, axis) or getattr(self, axis) for axis in AXES}
+                | {"search": grid.search or self.search},
+            )
             for i, grid in enumerate(self.grids)
         ]
 
@@ -210,6 +217,11 @@ class Suite(Strict):
         if grid and getattr(self.grids[grid[1]], axis) is not None:
             return (*grid, axis)
         return (axis,)
+
+
+def _digest(fields: dict[str, Any]) -> str:
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 class Cell(Strict):
@@ -224,6 +236,7 @@ class Cell(Strict):
     seed: int
     train: TrainConfig
     data_dir: str
+    search: Search | None = None  # set only for methods that train
 
     def hashed_fields(self) -> dict[str, Any]:
         fields = {
@@ -236,12 +249,35 @@ class Cell(Strict):
         }
         if methods.get(self.method.name).trains:  # a baseline's numbers do not depend on training settings
             fields["train"] = self.train.model_dump()
+        if self.search is not None:  # a searched cell is not the same experiment as a hand-set one
+            fields["search"] = self.search.identity()
         return fields
 
     @property
     def config_hash(self) -> str:
-        blob = json.dumps(self.hashed_fields(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return _digest(self.hashed_fields())
+
+    @property
+    def group_hash(self) -> str:
+        """The cell without its training seed: one study, one tracking parent run, per group."""
+        return _digest({k: v for k, v in self.hashed_fields().items() if k != "seed"})
+
+    def with_params(self, params: dict[str, Any]) -> Cell:
+        """This cell with searched values laid over it: ``method.<field>`` keys on the method's parameters,
+        the others on the training settings."""
+        method = {k.removeprefix(METHOD_PREFIX): v for k, v in params.items() if k.startswith(METHOD_PREFIX)}
+        train = {k: v for k, v in params.items() if not k.startswith(METHOD_PREFIX)}
+        if "lr" in train and hasattr(self.method, "lr"):  # the method's own lr would otherwise say another value
+            method.setdefault("lr", train["lr"])
+        return self.model_copy(
+            update={
+                "method": type(self.method).model_validate(self.method.model_dump() | method),
+                "train": TrainConfig.model_validate(self.train.model_dump() | train),
+            }
+        )
+
+    def with_seed(self, seed: int) -> Cell:
+        return self.model_copy(update={"seed": seed})
 
     @property
     def label(self) -> str:
@@ -249,6 +285,10 @@ class Cell(Strict):
         if not isinstance(regime, str):
             regime = f"{regime.shots}shot-split{regime.split_seed}"
         return f"{self.task.name}/{self.backbone}/{self.method.name}/{self.routing.strategy}/{regime}/seed{self.seed}"
+
+    @property
+    def group_label(self) -> str:
+        return self.label.rsplit("/", 1)[0]
 
 
 def load_suite(path: Path) -> Suite:
@@ -260,7 +300,7 @@ def load_suite(path: Path) -> Suite:
         suite = Suite.model_validate(data)
     except ValidationError as e:
         raise BenchError("\n".join(_describe(err, path, data, lines) for err in e.errors())) from None
-    problems = _mismatches(suite, path, lines)
+    problems = _mismatches(suite, path, lines) + _search_problems(suite, path, lines)
     if problems:
         raise BenchError("\n".join(problems))
     return suite
@@ -278,11 +318,52 @@ def _mismatches(suite: Suite, path: Path, lines: dict) -> list[str]:
             loc = (*suite.axis_location(grid, "methods"), m)
             if reason is None or (loc, reason) in problems:
                 continue
-            field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
             problems[loc, reason] = (
-                f"{path}:{line_of(lines, loc)}: {field}: {reason} "
+                f"{path}:{line_of(lines, loc)}: {_dotted(loc)}: {reason} "
                 f"(task {task.name}, routing {describe(routing.model_dump())}, regime {regime_label(regime)})"
             )
+    return list(problems.values())
+
+
+def _dotted(loc: tuple) -> str:
+    """``("grids", 0, "methods", 1)`` as ``grids[0].methods[1]``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def _search_problems(suite: Suite, path: Path, lines: dict) -> list[str]:
+    """Search keys that name no field of the training settings or of a searched method, values at the edges
+    of a range that the field would reject, and metrics the task does not report."""
+    problems: dict[tuple, str] = {}
+
+    def problem(loc: tuple, message: str) -> None:
+        problems.setdefault(loc, f"{path}:{line_of(lines, loc)}: {_dotted(loc)}: {message}")
+
+    for grid, axes in suite.grid_axes():
+        search = axes["search"]
+        if search is None:
+            continue
+        at = (*grid, "search") if grid and suite.grids[grid[1]].search is not None else ("search",)
+        for task in axes["tasks"]:
+            known = families.get(task.type).metrics
+            if search.metric is not None and search.metric not in known:
+                problem((*at, "metric"), f"task {task.name} reports {', '.join(known)}, not {search.metric!r}")
+        trained = [m for m in axes["methods"] if methods.get(m.name).trains]
+        for key, param in search.space.items():
+            loc = (*at, "space", key)
+            for method in [None] if not key.startswith(METHOD_PREFIX) else trained:
+                model = TrainConfig if method is None else type(method)
+                name = key.removeprefix(METHOD_PREFIX)
+                if name not in model.model_fields or name == "name":
+                    allowed = ", ".join(f for f in model.model_fields if f != "name") or "none"
+                    owner = "the training settings have" if method is None else f"method {method.name!r} has"
+                    problem(loc, f"{owner} no field {name!r} (fields: {allowed})")
+                    break
+                base = {} if method is None else method.model_dump()
+                for value in extremes(param):
+                    try:
+                        model.model_validate(base | {name: value})
+                    except ValidationError as e:
+                        problem(loc, f"{value!r} is not a valid {name}: {e.errors()[0]['msg']}")
     return list(problems.values())
 
 
@@ -364,6 +445,7 @@ def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[C
         ):
             seeds = axes["seeds"] if methods.get(method.name).seeded else axes["seeds"][:1]
             train = cell_train(base, method, regime)
+            search = axes["search"] if methods.get(method.name).trains else None
             for seed in seeds:
                 for cell_regime in _cell_regimes(regime, seed):
                     cell = Cell(
@@ -376,6 +458,7 @@ def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[C
                         seed=seed,
                         train=train,
                         data_dir=data_dir,
+                        search=search,
                     )
                     cells.setdefault(cell.config_hash, cell)
     return list(cells.values())

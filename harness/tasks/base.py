@@ -75,6 +75,7 @@ class TaskFamily(Protocol):
     """NER and classification each implement this once; the loop never asks which one it has."""
 
     headline: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]
     model_columns: ClassVar[tuple[str, ...]]
 
     def read(self, path: Path, spec: TaskSpec) -> list[Any]: ...

@@ -46,6 +46,7 @@ def read_table(path: Path, fmt: str, text_column: str, label_column: str) -> lis
 
 class ClassificationFamily:
     headline: ClassVar[str] = "accuracy"
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")  # scalar validation metrics
     model_columns: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
     def read(self, path: Path, spec: TaskSpec) -> list[dict]:

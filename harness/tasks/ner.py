@@ -51,6 +51,7 @@ def read_conll(path: Path) -> list[dict]:
 
 class NerFamily:
     headline: ClassVar[str] = "f1"
+    metrics: ClassVar[tuple[str, ...]] = ("f1", "precision", "recall", "f1_strict")  # scalar validation metrics
     model_columns: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
     def read(self, path: Path, spec: TaskSpec) -> list[dict]:

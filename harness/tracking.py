@@ -1,0 +1,195 @@
+"""Experiment tracking in MLflow: an experiment per suite, a parent run per cell group (the cell without its
+seed), and nested runs under it per search trial and per seed.
+
+Runs are found again by their tags, so a re-run reuses a group's parent run and replaces (never duplicates)
+the run of a cell it redoes. ``Tracker(None, …)`` is tracking turned off: every call does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.results import environment
+from harness.suite import Cell
+from harness.train import Observer
+
+KIND, GROUP, CONFIG, STUDY, TRIAL = "bench.kind", "bench.group", "bench.config_hash", "bench.study", "bench.trial"
+FLUSH_EVERY = 500  # per-step metrics go to the store in batches (one request each), not one call per step
+
+
+def default_uri(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"train": {"lr": 1e-4}}`` as ``{"train.lr": "0.0001"}`` (MLflow parameters are flat strings)."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    return flat
+
+
+def scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    """The numeric entries of a metrics mapping (nested tables such as per-type scores are left out)."""
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float) and v is not None}
+
+
+class Run(Observer):
+    """One MLflow run; as an observer of the training loop it logs per-step and per-epoch metrics."""
+
+    def __init__(self, client: Any, run_id: str | None) -> None:
+        self.client, self.run_id = client, run_id
+        self._pending: list[Any] = []
+
+    def on_step(self, step: int, values: dict[str, float]) -> None:
+        self.metrics({f"train/{k}": v for k, v in values.items()}, step)
+        if len(self._pending) >= FLUSH_EVERY:
+            self._flush()
+
+    def on_epoch(self, entry: dict, steps: int, total_steps: int) -> None:
+        values = scalars(entry["validation"], "validation/") | scalars(entry.get("routing", {}), "routing/")
+        self.metrics(values | {"train/epoch_loss": entry["train_loss"]}, entry["epoch"])
+        self._flush()
+
+    def metrics(self, values: dict[str, float], step: int = 0) -> None:
+        if self.run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending += [Metric(key, value, now, step) for key, value in values.items()]
+
+    def params(self, values: dict[str, str]) -> None:
+        if self.run_id is None:
+            return
+        from mlflow.entities import Param
+
+        known = self.client.get_run(self.run_id).data.params  # a reopened parent already has them
+        fresh = [Param(k, v[:6000]) for k, v in values.items() if k not in known]
+        for i in range(0, len(fresh), 100):
+            self.client.log_batch(self.run_id, params=fresh[i : i + 100])
+
+    def artifacts(self, named: dict[str, Path | Any]) -> None:
+        """Upload each entry under its name: a file is copied, anything else is written as JSON."""
+        if self.run_id is None:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in named.items():
+                target = Path(tmp) / name
+                if isinstance(content, Path):
+                    shutil.copyfile(content, target)
+                else:
+                    target.write_text(json.dumps(content, indent=1))
+            self.client.log_artifacts(self.run_id, tmp)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """``FINISHED``, ``FAILED`` or ``KILLED`` (a pruned trial)."""
+        if self.run_id is None:
+            return
+        self._flush()
+        self.client.set_terminated(self.run_id, status)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.client.log_batch(self.run_id, metrics=self._pending)
+            self._pending = []
+
+
+class Group(Run):
+    """The parent run of a cell group, and the factory of its nested runs."""
+
+    def __init__(self, client: Any, run_id: str | None, experiment_id: str | None, tags: dict[str, str]) -> None:
+        super().__init__(client, run_id)
+        self.experiment_id, self.tags = experiment_id, tags
+
+    def seed(self, cell: Cell) -> Run:
+        """The run of one seed's final training; an earlier run of the same cell (killed, or redone with
+        --force) is deleted first, so each cell has one run."""
+        for old in self._children(f"tags.`{CONFIG}` = '{cell.config_hash}' AND tags.`{KIND}` = 'seed'"):
+            self.client.delete_run(old.info.run_id)
+        return self._child(f"seed {cell.seed}", cell, {KIND: "seed", CONFIG: cell.config_hash})
+
+    def trial(self, number: int, study: str, cell: Cell) -> Run:
+        return self._child(f"trial {number}", cell, {KIND: "trial", STUDY: study, TRIAL: str(number)})
+
+    def fail_trials(self, study: str, numbers: list[int]) -> None:
+        """Mark the runs of failed trials (e.g. failed by the study's heartbeat after their process died) that
+        still say RUNNING as failed."""
+        for run in self._children(f"tags.`{STUDY}` = '{study}' AND attributes.status = 'RUNNING'"):
+            if int(run.data.tags[TRIAL]) in numbers:
+                self.client.set_terminated(run.info.run_id, "FAILED")
+
+    def _children(self, query: str) -> list[Any]:
+        if self.run_id is None:
+            return []
+        return self.client.search_runs(
+            [self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.run_id}' AND {query}", max_results=1000
+        )
+
+    def _child(self, name: str, cell: Cell, tags: dict[str, str]) -> Run:
+        if self.run_id is None:
+            return Run(None, None)
+        tags = self.tags | tags | {"mlflow.parentRunId": self.run_id}
+        run = Run(self.client, self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id)
+        run.params(flatten(cell.hashed_fields()))
+        return run
+
+
+class Tracker:
+    """Connects to ``uri`` (None: tracking off) and keeps one experiment per suite."""
+
+    def __init__(self, uri: str | None, artifact_root: Path | None = None) -> None:
+        self.client = None
+        if uri is None:
+            return
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):  # their INFO lines on creating a store are not the user's business
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+        self.client = MlflowClient(tracking_uri=uri)
+        self.local = not uri.startswith(("http://", "https://", "databricks"))
+        self.artifact_root = artifact_root
+        env = environment()
+        self.tags = {"mlflow.source.git.commit": str(env["git"]), "bench.git_dirty": str(env["git_dirty"])}
+        self.tags |= {f"bench.version.{k}": str(v) for k, v in env.items() if k not in ("git", "git_dirty")}
+        self.tags.pop("bench.version.data_fingerprint")
+        self._experiments: dict[str, str] = {}
+
+    def group(self, cell: Cell, label: str) -> Group:
+        """The parent run of ``cell``'s group, reopened if an earlier run created it."""
+        if self.client is None:
+            return Group(None, None, None, {})
+        experiment = self._experiment(cell.suite)
+        tags = self.tags | {"bench.suite": cell.suite, GROUP: cell.group_hash}
+        found = self.client.search_runs(
+            [experiment], f"tags.`{GROUP}` = '{cell.group_hash}' AND tags.`{KIND}` = 'group'", max_results=1
+        )
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            run_id = self.client.create_run(experiment, run_name=label, tags=tags | {KIND: "group"}).info.run_id
+        group = Group(self.client, run_id, experiment, tags)
+        group.params(flatten({k: v for k, v in cell.hashed_fields().items() if k != "seed"}))
+        return group
+
+    def _experiment(self, suite: str) -> str:
+        if suite not in self._experiments:
+            found = self.client.get_experiment_by_name(suite)
+            if found is not None:
+                self._experiments[suite] = found.experiment_id
+            else:
+                # a local store keeps artifacts beside it, not in ./mlruns of whatever folder bench ran from
+                location = (self.artifact_root / "mlartifacts").resolve().as_uri() if self.local else None
+                self._experiments[suite] = self.client.create_experiment(suite, artifact_location=location)
+        return self._experiments[suite]
