@@ -57,7 +57,7 @@ def run_cells(
     tracker = tracker or Tracker(None)
     summary, position = RunSummary(), itertools.count(1)
     for group in groups(cells):
-        parent = tracker.group(group[0], group[0].group_label)
+        parent = tracker.group(group[0])
         searched: dict = {}
         if group[0].search is not None:
             try:

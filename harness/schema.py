@@ -47,7 +47,7 @@ def describe(config: dict[str, Any], params: type[BaseModel], tag: str, hidden: 
     e.g. ``lora r=4`` or ``random placement=adapter`` (prose fields such as prompt templates are left out)."""
     defaults = params().model_dump(mode="json")
     changed = [
-        f"{k}={v}"
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
         for k, v in config.items()
         if k != tag
         and k not in hidden

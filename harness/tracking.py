@@ -105,11 +105,27 @@ class Run(Observer):
 
 
 class Group(Run):
-    """The parent run of a cell group, and the factory of its nested runs."""
+    """The parent run of a cell group, and the factory of its nested runs. It is opened (found again by its
+    tag, else created) only when something is logged under it, so a re-run that skips every cell of a group
+    leaves the store as it was."""
 
-    def __init__(self, client: Any, run_id: str | None, experiment_id: str | None, tags: dict[str, str]) -> None:
-        super().__init__(client, run_id)
-        self.experiment_id, self.tags = experiment_id, tags
+    def __init__(self, tracker: Tracker | None, cell: Cell | None) -> None:
+        super().__init__(tracker.client if tracker else None, None)
+        self.tracker, self.cell = tracker, cell
+
+    def _open(self) -> bool:
+        if self.run_id is None and self.tracker is not None:
+            self.run_id = self.tracker.open_group(self.cell)
+            super().params(flatten({k: v for k, v in self.cell.hashed_fields().items() if k != "seed"}))
+        return self.run_id is not None
+
+    def params(self, values: dict[str, str]) -> None:
+        if self._open():
+            super().params(values)
+
+    def metrics(self, values: dict[str, float], step: int = 0) -> None:
+        if self._open():
+            super().metrics(values, step)
 
     def seed(self, cell: Cell) -> Run:
         """The run of one seed's final training; an earlier run of the same cell (killed, or redone with
@@ -129,17 +145,20 @@ class Group(Run):
                 self.client.set_terminated(run.info.run_id, "FAILED")
 
     def _children(self, query: str) -> list[Any]:
-        if self.run_id is None:
+        if not self._open():
             return []
         return self.client.search_runs(
-            [self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.run_id}' AND {query}", max_results=1000
+            [self.tracker.experiment(self.cell.suite)],
+            f"tags.`mlflow.parentRunId` = '{self.run_id}' AND {query}",
+            max_results=1000,
         )
 
     def _child(self, name: str, cell: Cell, tags: dict[str, str]) -> Run:
-        if self.run_id is None:
+        if not self._open():
             return Run(None, None)
-        tags = self.tags | tags | {"mlflow.parentRunId": self.run_id}
-        run = Run(self.client, self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id)
+        tags = self.tracker.tags_of(cell) | tags | {"mlflow.parentRunId": self.run_id}
+        experiment = self.tracker.experiment(cell.suite)
+        run = Run(self.client, self.client.create_run(experiment, run_name=name, tags=tags).info.run_id)
         run.params(flatten(cell.hashed_fields()))
         return run
 
@@ -165,25 +184,25 @@ class Tracker:
         self.tags.pop("bench.version.data_fingerprint")
         self._experiments: dict[str, str] = {}
 
-    def group(self, cell: Cell, label: str) -> Group:
-        """The parent run of ``cell``'s group, reopened if an earlier run created it."""
-        if self.client is None:
-            return Group(None, None, None, {})
-        experiment = self._experiment(cell.suite)
-        tags = self.tags | {"bench.suite": cell.suite, GROUP: cell.group_hash}
-        found = self.client.search_runs(
-            [experiment], f"tags.`{GROUP}` = '{cell.group_hash}' AND tags.`{KIND}` = 'group'", max_results=1
-        )
-        if found:
-            run_id = found[0].info.run_id
-            self.client.update_run(run_id, status="RUNNING")
-        else:
-            run_id = self.client.create_run(experiment, run_name=label, tags=tags | {KIND: "group"}).info.run_id
-        group = Group(self.client, run_id, experiment, tags)
-        group.params(flatten({k: v for k, v in cell.hashed_fields().items() if k != "seed"}))
-        return group
+    def group(self, cell: Cell) -> Group:
+        """The parent run of ``cell``'s group (opened when first used)."""
+        return Group(self if self.client is not None else None, cell)
 
-    def _experiment(self, suite: str) -> str:
+    def tags_of(self, cell: Cell) -> dict[str, str]:
+        return self.tags | {"bench.suite": cell.suite, GROUP: cell.group_hash}
+
+    def open_group(self, cell: Cell) -> str:
+        """The id of the group's parent run: an earlier run's, reopened, or a new one."""
+        experiment = self.experiment(cell.suite)
+        query = f"tags.`{GROUP}` = '{cell.group_hash}' AND tags.`{KIND}` = 'group'"
+        found = self.client.search_runs([experiment], query, max_results=1)
+        if found:
+            self.client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+        tags = self.tags_of(cell) | {KIND: "group"}
+        return self.client.create_run(experiment, run_name=cell.group_label, tags=tags).info.run_id
+
+    def experiment(self, suite: str) -> str:
         if suite not in self._experiments:
             found = self.client.get_experiment_by_name(suite)
             if found is not None:

@@ -352,16 +352,22 @@ def test_smoke_suite_logs_to_an_mlflow_server(mlflow_server, tmp_path):
     assert sorted(again["run_id"]) == sorted(runs["run_id"])
 
 
-def test_tracking_defaults_to_sqlite_under_the_results_and_can_be_turned_off(searched, tmp_path, monkeypatch):
+def test_default_stores_under_the_results_a_journal_file_and_tracking_off(searched, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    path = searched(trials=2)
-    for name, flags in (("on", ()), ("off", ("--no-tracking",))):
+    path, journal = searched(trials=2), tmp_path / "studies.log"
+    for name, flags in (("on", ()), ("off", ("--no-tracking", "--storage", str(journal)))):
         args = ("run", str(path), "--out", str(tmp_path / name), "--report", str(tmp_path / "report"), "--quiet")
-        assert bench(*args, *flags).returncode == 0
-        assert (tmp_path / name / "optuna.db").exists()
+        result = bench(*args, *flags)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "on" / "optuna.db").exists() and not (tmp_path / "off" / "optuna.db").exists()
     assert (tmp_path / "on" / "mlflow.db").exists() and (tmp_path / "on" / "mlartifacts").is_dir()
     assert not (tmp_path / "off" / "mlflow.db").exists() and not (tmp_path / "off" / "mlartifacts").exists()
     assert not (REPO / "mlruns").exists()
+    # the journal file holds the same study, trial for trial (same seeds, same space)
+    from_journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    (summary,) = optuna.get_all_study_summaries(from_journal)
+    trials = optuna.load_study(study_name=summary.study_name, storage=from_journal).get_trials()
+    assert [(t.params, t.value) for t in trials] == [(t.params, t.value) for t in _trials(tmp_path / "on")]
 
     # optuna-dashboard serves the study straight from the storage the run wrote
     port = _free_port()
