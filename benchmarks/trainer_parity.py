@@ -133,7 +133,7 @@ def main() -> None:
     )
 
     started = time.perf_counter()
-    record, _ = run_cell(cell, progress=False)
+    record, _, _ = run_cell(cell, progress=False)
     harness_wall = time.perf_counter() - started
     headline = record.metrics["headline"]
     harness = {

@@ -98,8 +98,9 @@ def run_cell(
     log: Callable[[str], None] = lambda _: None,
     weights_dir: Path | None = None,
     observers: Sequence[Observer] = (),
-) -> tuple[Record, list[Any]]:
-    """Train (or just predict) and evaluate ``cell``; returns its record and its test predictions.
+) -> tuple[Record, list[Any], list[Any]]:
+    """Train (or just predict) and evaluate ``cell``; returns its record, its test predictions and their
+    per-example scores (what paired tests between cells compare).
 
     With ``weights_dir``, the weights the method trained are saved there (``Method.save``); ``observers``
     follow training."""
@@ -112,6 +113,7 @@ def run_cell(
         else:
             outcome = _predict(cell, method, data, progress)
     metrics, predictions, extra = outcome
+    family = families.get(cell.task.type)
     record = Record(
         suite=cell.suite,
         config_hash=cell.config_hash,
@@ -120,7 +122,7 @@ def run_cell(
         config=cell.hashed_fields(),
         metrics=metrics
         | {
-            "headline": families.get(cell.task.type).headline,
+            "headline": family.headline,
             "test_source": data.test_source,
             "sizes": {split: len(getattr(data, split).gold) for split in ("train", "validation", "test")},
         },
@@ -134,7 +136,7 @@ def run_cell(
         },
         env=env | {"data_fingerprint": data.fingerprint},
     )
-    return record, predictions
+    return record, predictions, family.example_scores(data.test.gold, predictions)
 
 
 def _train_and_test(

@@ -79,7 +79,8 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 class ResultStore:
-    """``DIR/cells/<config_hash>.json`` records and ``DIR/predictions/<config_hash>.json`` test predictions."""
+    """``DIR/cells/<config_hash>.json`` records, ``DIR/predictions/<config_hash>.json`` test predictions and
+    ``DIR/scores/<config_hash>.json`` their per-example scores."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -95,10 +96,31 @@ class ResultStore:
         path = self.record_path(config_hash)
         return path.is_file() and self._read(path).status == "done"
 
-    def write(self, record: Record, predictions: list[Any] | None = None) -> None:
-        if predictions is not None:  # written first: a record never points at missing predictions
+    def scores_path(self, config_hash: str) -> Path:
+        return self.root / "scores" / f"{config_hash}.json"
+
+    def write(self, record: Record, predictions: list[Any] | None = None, scores: list[Any] | None = None) -> None:
+        # predictions and per-example scores first: a record never points at missing files
+        if predictions is not None:
             write_json_atomic(self.predictions_path(record.config_hash), predictions)
+        if scores is not None:
+            write_json_atomic(self.scores_path(record.config_hash), scores)
         write_json_atomic(self.record_path(record.config_hash), record.model_dump(mode="json"))
+
+    def write_settings(self, settings: Any) -> None:
+        """The suite's report settings (baseline row, check rule), for `bench report` and `bench baseline`."""
+        write_json_atomic(self.root / "report.json", settings.model_dump(mode="json"))
+
+    def settings(self) -> Any:
+        from harness.suite import ReportSettings
+
+        path = self.root / "report.json"
+        return ReportSettings.model_validate_json(path.read_text()) if path.is_file() else ReportSettings()
+
+    def scores(self, config_hash: str) -> list[Any] | None:
+        """A cell's per-example test scores (correct: 0/1; NER: correct, predicted, gold entities per sentence)."""
+        path = self.scores_path(config_hash)
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def clean_partial(self) -> int:
         """Remove temporary files left by a process killed mid-write; returns how many."""
@@ -132,6 +154,9 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "config_hash": r.config_hash,
                 "status": r.status,
                 "task": config["task"]["name"],
+                "task_type": config["task"].get("type"),
+                "method_name": config["method"]["name"],
+                "routing_strategy": config["routing"]["strategy"],
                 "backbone": config["backbone"],
                 "method": describe_method(config["method"]),
                 "routing": describe(config["routing"]),
@@ -145,6 +170,7 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "trainable_params": r.cost.get("trainable_params"),
                 "train_seconds": r.cost.get("train_seconds"),
                 "tokens_per_second": r.cost.get("tokens_per_second"),
+                "peak_rss_mb": r.cost.get("peak_rss_mb"),
                 "load_entropy": r.routing_stats.get("load_entropy"),
                 "collapsed": r.routing_stats.get("collapsed"),
                 "error": r.error,

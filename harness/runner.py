@@ -125,18 +125,18 @@ def _run_one(
     run = parent.seed(cell)
     try:
         weights = store.root / "weights" / cell.config_hash if save_weights else None
-        record, predictions = run_cell(cell, progress, log, weights, [run])
+        record, predictions, scores = run_cell(cell, progress, log, weights, [run])
     except BenchError:
         run.finish("FAILED")
         raise
     except Exception as error:
-        record, predictions = failed_record(cell, error), None
+        record, predictions, scores = failed_record(cell, error), None, None
         log(f"{prefix}: FAILED: {record.error}")
     else:
         test = record.metrics["test"][record.metrics["headline"]]
         log(f"{prefix}: test {record.metrics['headline']} {test:.4f} in {record.cost['wall_seconds']:.0f}s")
     record.search = searched
-    store.write(record, predictions)
+    store.write(record, predictions, scores)
     test = record.metrics.get("test", {})
     run.metrics(scalars(test, "test/") | scalars(record.cost, "cost/"))
     artifacts = {"record.json": store.record_path(cell.config_hash)}

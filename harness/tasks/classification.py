@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
+import numpy as np
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from harness.errors import BenchError
 from harness.metrics import classification_metrics
+from harness.stats import mcnemar
 from harness.tasks.base import TaskSpec
 
 
@@ -105,3 +107,11 @@ class ClassificationFamily:
 
     def score(self, gold: list[int], pred: list[int]) -> dict:
         return classification_metrics(gold, pred)
+
+    def example_scores(self, gold: list[int], pred: list[int]) -> list[int]:
+        """Per example: 1 if right."""
+        return [int(g == p) for g, p in zip(gold, pred, strict=True)]
+
+    def paired_p(self, a: list[list[int]], b: list[list[int]]) -> float:
+        """McNemar's exact test on (seed, example) pairs of the matched seeds."""
+        return mcnemar(np.concatenate(a).astype(bool), np.concatenate(b).astype(bool))
