@@ -111,8 +111,10 @@ def run(
         storage=storage,
     )
     ran = set(summary.hashes)  # not records left in the folder by an earlier version of the suite
-    records = [r for r in ResultStore(results).records() if r.config_hash in ran]
-    paths = write_report(records, report_dir or Path("report") / loaded.name)
+    store = ResultStore(results)
+    store.write_settings(loaded.report)
+    records = [r for r in store.records() if r.config_hash in ran]
+    paths = write_report(records, report_dir or Path("report") / loaded.name, store.scores, loaded.report)
     _print_report(paths)
     out.print(
         f"{summary.ran} cells run ({summary.failed} failed), {summary.skipped} skipped as done; "
@@ -122,21 +124,71 @@ def run(
         raise typer.Exit(1)  # every record is written; the exit status tells CI that a cell failed
 
 
-@app.command()
-def report(
-    results: Annotated[Path, typer.Argument(help="A results folder written by `bench run`.")],
-    to: Annotated[Path | None, typer.Option(help="Report folder (default: report/<suite>).")] = None,
-) -> None:
-    """Print and write the leaderboard of a results folder."""
-    from harness.report import write_report
+ResultsArg = Annotated[Path, typer.Argument(help="A results folder written by `bench run`.")]
+
+
+def _stored(results: Path):
+    """The results folder's store and its records (at least one)."""
     from harness.results import ResultStore
 
-    records = ResultStore(results).records()
+    store = ResultStore(results)
+    records = store.records()
     if not records:
         raise BenchError(f"{results}: no records in {results}/cells")
-    paths = write_report(records, to or Path("report") / records[0].suite)
+    return store, records
+
+
+@app.command()
+def report(
+    results: ResultsArg,
+    to: Annotated[Path | None, typer.Option(help="Report folder (default: report/<suite>).")] = None,
+) -> None:
+    """Write the report of a results folder (Markdown, CSV, LaTeX, HTML with plots) and print its Markdown."""
+    from harness.report import write_report
+
+    store, records = _stored(results)
+    paths = write_report(records, to or Path("report") / records[0].suite, store.scores, store.settings())
     _print_report(paths)
-    out.print(f"leaderboard in {paths[0]} and {paths[1]}")
+    out.print(f"report in {paths[0].parent}: {', '.join(p.name for p in paths)}")
+
+
+@app.command()
+def baseline(
+    results: ResultsArg,
+    to: Annotated[Path | None, typer.Option(help="Baseline file (default: results/baselines/<suite>.json).")] = None,
+) -> None:
+    """Write the baseline that `bench check` compares later runs with (per-row test scores of every seed)."""
+    from harness.check import make_baseline, write_baseline
+
+    store, records = _stored(results)
+    made = make_baseline(records, store.settings().check)
+    path = to or Path("results") / "baselines" / f"{made.suite}.json"
+    write_baseline(made, path)
+    out.print(f"baseline of {len(made.rows)} rows in {path} (rule: {made.rule.model_dump()})")
+
+
+@app.command()
+def check(
+    results: ResultsArg,
+    baseline_file: Annotated[Path, typer.Option("--baseline", help="A file written by `bench baseline`.")],
+) -> None:
+    """Compare a run with a baseline: exit 1 if any row regressed, is missing or failed; 0 otherwise."""
+    from tabulate import tabulate
+
+    from harness.check import check as compare
+    from harness.check import read_baseline, table
+
+    reference = read_baseline(baseline_file)
+    verdicts = compare(_stored(results)[1], reference)
+    print(tabulate(table(verdicts), headers="keys", tablefmt="github", disable_numparse=True))
+    rule = reference.rule
+    bad = [v for v in verdicts if v.bad]
+    out.print(
+        f"{len(verdicts)} rows compared; {len(bad)} regressed, missing or failed "
+        f"(tolerance: max({rule.min_tolerance}, {rule.sigmas}·sqrt(sd_b²/n_b + sd²/n)) points)"
+    )
+    if bad:
+        raise typer.Exit(1)
 
 
 def main() -> None:

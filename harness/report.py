@@ -1,75 +1,231 @@
-"""Leaderboards: one table per task, one row per backbone × method × routing × regime × tuning, mean ± sd
-over seeds."""
+"""Leaderboards: per task, one row per backbone × method × routing × inference × regime × tuning.
+
+Each row: the headline test metric's mean ± sd over seeds and its 95 % bootstrap interval, the difference
+to the suite's baseline row with a paired test on per-example predictions, and costs. Rendered as Markdown,
+CSV (raw numbers), LaTeX and a self-contained HTML page with plots (``report_html``).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.results import Record, to_frame
+from harness.stats import bootstrap_ci
+from harness.suite import ReportSettings
+from harness.tasks import families
 
 AXES = ["backbone", "method", "routing", "inference", "regime", "tuning"]
-NUMERIC_ONLY = ["mean", "sd"]  # in the CSV for tools; the Markdown shows them as "mean ± sd"
+# (column, which value is best): marked in every rendering; None = not ranked
+RANKED = {
+    "test": "max",
+    "val": "max",
+    "delta": "max",
+    "trainable_params": "min",
+    "train_seconds": "min",
+    "tokens_per_second": "max",
+    "peak_mb": "min",
+    "load_entropy": "max",
+}
+HEADERS = {
+    "test": "test",
+    "ci": "95% CI",
+    "val": "val",
+    "seeds": "seeds",
+    "failed": "failed",
+    "delta": "Δ",
+    "p": "p",
+    "trainable_params": "trainable params",
+    "train_seconds": "train s",
+    "tokens_per_second": "tokens/s",
+    "peak_mb": "peak MB",
+    "load_entropy": "load entropy",
+}
+Scores = Callable[[str], list[Any] | None]
 
 
-def _mean_sd(values: pd.Series, done: int) -> str:
-    values = values.dropna() * 100
-    if values.empty:
-        return "failed" if not done else "-"  # "-": not measured (a baseline selects nothing on validation)
-    if len(values) == 1:
-        return f"{values.iloc[0]:.2f}"
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
-
-
-def _entropy(done: pd.DataFrame) -> str:
-    """Mean expert-load entropy over seeds (nats; log E is perfectly balanced), '!' if any seed collapsed."""
-    values = done["load_entropy"].dropna()
-    if values.empty:
-        return ""
-    return f"{values.mean():.3f}" + (" !" if done["collapsed"].fillna(False).astype(bool).any() else "")
-
-
-def leaderboards(records: list[Record]) -> dict[str, pd.DataFrame]:
-    """Per task, a table sorted by mean test score (scores ×100; sd is the sample sd over seeds)."""
+def leaderboards(
+    records: list[Record], scores: Scores = lambda _: None, settings: ReportSettings | None = None
+) -> dict[str, pd.DataFrame]:
+    """Per task, a table of raw numbers (scores ×100) sorted by mean test score."""
+    settings = settings or ReportSettings()
     frame = to_frame(records)
     frame.loc[frame["status"] != "done", ["test", "validation"]] = float("nan")
     tables = {}
     for task, group in frame.groupby("task", sort=True):
-        metric = group["metric"].iloc[0]
-        rows = []
-        for key, cell in group.groupby(AXES, sort=False):
-            done = cell[cell["status"] == "done"]
-            rows.append(
-                {
-                    **dict(zip(AXES, key, strict=True)),
-                    "metric": metric,
-                    "test": _mean_sd(cell["test"], len(done)),
-                    "val": _mean_sd(cell["validation"], len(done)),
-                    "seeds": len(done),
-                    "failed": int((cell["status"] != "done").sum()),
-                    "trainable params": int(done["trainable_params"].iloc[0]) if len(done) else None,
-                    "train s": round(float(done["train_seconds"].mean()), 1) if len(done) else None,
-                    "load entropy": _entropy(done),
-                    "mean": cell["test"].mean() * 100,
-                    "sd": cell["test"].std(ddof=1) * 100,
-                }
-            )
-        table = pd.DataFrame(rows).sort_values("mean", ascending=False, na_position="last")
-        tables[str(task)] = table.reset_index(drop=True)
+        rows = [_row(key, cell) for key, cell in group.groupby(AXES, sort=False)]
+        table = pd.DataFrame(rows).sort_values("test", ascending=False, na_position="last").reset_index(drop=True)
+        tables[str(task)] = _compare(table, group, scores, settings)
     return tables
 
 
-def write_report(records: list[Record], out: Path) -> list[Path]:
-    """``leaderboard.md`` (one section per task) and ``leaderboard.csv`` (all tasks, a task column)."""
+def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
+    done = cell[cell["status"] == "done"]
+    test = done["test"].dropna() * 100
+    low, high = bootstrap_ci(test.to_numpy())
+    first = done.iloc[0] if len(done) else None
+    return {
+        **dict(zip(AXES, key, strict=True)),
+        "metric": cell["metric"].iloc[0],
+        "test": test.mean() if len(test) else math.nan,
+        "test_sd": test.std(ddof=1) if len(test) > 1 else math.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "val": (done["validation"] * 100).mean(),
+        "val_sd": (done["validation"] * 100).std(ddof=1) if len(done) > 1 else math.nan,
+        "seeds": len(done),
+        "failed": int((cell["status"] != "done").sum()),
+        "trainable_params": first["trainable_params"] if first is not None else math.nan,
+        "train_seconds": done["train_seconds"].mean(),
+        "tokens_per_second": done["tokens_per_second"].mean(),
+        "peak_mb": done["peak_rss_mb"].mean(),
+        "load_entropy": done["load_entropy"].mean(),
+        "collapsed": bool(done["collapsed"].fillna(False).astype(bool).any()),
+        "hashes": dict(zip(done["seed"], done["config_hash"], strict=True)),
+    }
+
+
+def _compare(table: pd.DataFrame, group: pd.DataFrame, scores: Scores, settings: ReportSettings) -> pd.DataFrame:
+    """Δ to the baseline row (points) and the paired test's p-value on the seeds both rows ran."""
+    method, routing = group["method_name"], group["routing_strategy"]
+    chosen = group[(method == settings.baseline.method) & (routing == settings.baseline.routing)]
+    chosen = chosen[(chosen["regime"] == settings.baseline.regime) & (chosen["status"] == "done")]
+    table["baseline"], table["delta"], table["p"] = False, math.nan, math.nan
+    if chosen.empty:
+        return table
+    key = tuple(chosen.sort_values("tuning").iloc[0][AXES])  # a hand-set row before a searched one
+    index = table.index[table[AXES].apply(tuple, axis=1) == key][0]
+    table.loc[index, "baseline"] = True
+    family = families.get(_task_type(group))
+    base = table.loc[index]
+    for i, row in table.iterrows():
+        if i == index or row["seeds"] == 0:
+            continue
+        table.loc[i, "delta"] = row["test"] - base["test"]
+        a, b = _matched(row["hashes"], base["hashes"], scores)
+        if a:
+            table.loc[i, "p"] = family.paired_p(a, b)
+    return table
+
+
+def _task_type(group: pd.DataFrame) -> str:
+    return group["task_type"].iloc[0]
+
+
+def _matched(row: dict[int, str], base: dict[int, str], scores: Scores) -> tuple[list, list]:
+    """Per-example scores of the seeds both rows ran (a seedless row meets the baseline's first seed); empty
+    when any of them was not recorded."""
+    seeds = sorted(set(row) & set(base))
+    pairs = [(row[s], base[s]) for s in seeds] or [(row[min(row)], base[min(base)])]
+    a, b = [scores(h) for h, _ in pairs], [scores(h) for _, h in pairs]
+    return ([], []) if any(x is None for x in a + b) else (a, b)
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def best_rows(table: pd.DataFrame) -> dict[str, set[int]]:
+    """For each ranked column, the rows holding its best value (zero costs of methods that do not train and the
+    baseline's own Δ are not candidates)."""
+    marks: dict[str, set[int]] = {}
+    for column, direction in RANKED.items():
+        values = table[column].astype(float)
+        if column in ("trainable_params", "train_seconds"):
+            values = values.where(values > 0)
+        if values.notna().sum() < 2:
+            continue
+        best = values.max() if direction == "max" else values.min()
+        marks[column] = set(table.index[np.isclose(values, best)])
+    return marks
+
+
+def display(table: pd.DataFrame, bold: Callable[[str], str]) -> pd.DataFrame:
+    """The table as text cells, best values wrapped by ``bold``."""
+    marks = best_rows(table)
+    shown = []
+    for i, row in table.iterrows():
+        cells = {axis: str(row[axis]) for axis in AXES}
+        cells["metric"] = row["metric"]
+        values = {
+            "test": _mean_sd(row["test"], row["test_sd"], row["seeds"], row["failed"]),
+            "ci": "-" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]",
+            "val": _mean_sd(row["val"], row["val_sd"], row["seeds"], row["failed"]),
+            "seeds": str(row["seeds"]),
+            "failed": str(row["failed"]),
+            "delta": "baseline" if row["baseline"] else _number(row["delta"], "{:+.2f}"),
+            "p": _p(row["p"]),
+            "trainable_params": _number(row["trainable_params"], "{:,.0f}"),
+            "train_seconds": _number(row["train_seconds"], "{:.1f}"),
+            "tokens_per_second": _number(row["tokens_per_second"], "{:,.0f}"),
+            "peak_mb": _number(row["peak_mb"], "{:,.0f}"),
+            "load_entropy": _number(row["load_entropy"], "{:.3f}") + (" !" if row["collapsed"] else ""),
+        }
+        for column, text in values.items():
+            cells[HEADERS[column]] = bold(text) if i in marks.get(column, ()) else text
+        shown.append(cells)
+    return pd.DataFrame(shown)
+
+
+def _mean_sd(mean: float, sd: float, seeds: int, failed: int) -> str:
+    if math.isnan(mean):
+        return "failed" if failed and not seeds else "-"  # "-": not measured (a baseline selects nothing)
+    return f"{mean:.2f}" if math.isnan(sd) else f"{mean:.2f} ± {sd:.2f}"
+
+
+def _number(value: Any, template: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else template.format(value)
+
+
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def rendered(table: pd.DataFrame, escape: Callable[[str], str], bold: tuple[str, str]) -> pd.DataFrame:
+    """``display`` for a markup language: every cell and header escaped, best values between ``bold``."""
+    shown = display(table, lambda text: f"\x00{text}\x01")
+    body = shown.map(lambda v: escape(str(v)).replace("\x00", bold[0]).replace("\x01", bold[1]))
+    body.columns = [escape(c) for c in body.columns]
+    return body
+
+
+def _latex_escape(text: str) -> str:
+    for char, replacement in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        text = text.replace(char, replacement)
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("<", r"$<$")
+
+
+def write_report(
+    records: list[Record],
+    out: Path,
+    scores: Scores = lambda _: None,
+    settings: ReportSettings | None = None,
+) -> list[Path]:
+    """``leaderboard.md``, ``.csv``, ``.tex`` and ``index.html`` (self-contained, plots embedded) under ``out``."""
+    from harness.report_html import render_html
+
     out.mkdir(parents=True, exist_ok=True)
-    tables = leaderboards(records)
+    tables = leaderboards(records, scores, settings)
     suite = records[0].suite if records else ""
-    sections = [f"# Leaderboard: {suite}\n"]
+    note = "scores ×100; test mean ± sd over seeds; 95% CI: bootstrap of the mean; Δ and p: against the baseline row"
+    sections = [f"# Leaderboard: {suite}\n\n{note}\n"]
+    latex = []
     for task, table in tables.items():
-        shown = table.drop(columns=NUMERIC_ONLY)
-        sections.append(f"## {task} (scores ×100, mean ± sd over seeds)\n\n{shown.to_markdown(index=False)}\n")
-    md, csv = out / "leaderboard.md", out / "leaderboard.csv"
+        shown = rendered(table, str, ("**", "**"))
+        sections.append(f"## {task}\n\n{shown.to_markdown(index=False)}\n")
+        body = rendered(table, _latex_escape, (r"\textbf{", "}"))
+        latex.append(f"% {task}\n" + body.to_latex(index=False, escape=False, column_format="l" * body.shape[1]))
+    md, csv, tex = out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.tex"
     md.write_text("\n".join(sections))
-    pd.concat([t.assign(task=task) for task, t in tables.items()]).to_csv(csv, index=False)
-    return [md, csv]
+    tex.write_text("\n".join(latex))
+    raw = [t.drop(columns=["hashes"]).assign(task=task) for task, t in tables.items()]
+    (pd.concat(raw) if raw else pd.DataFrame()).to_csv(csv, index=False)
+    html = out / "index.html"
+    html.write_text(render_html(suite, records, tables, out))
+    return [md, csv, tex, html]

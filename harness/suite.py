@@ -169,6 +169,27 @@ class Grid(Strict):
     search: Search | None = None  # replaces the suite's search for this grid's cells
 
 
+class BaselineRow(Strict):
+    """The row every other row of a task is compared with (Δ and the paired test)."""
+
+    method: str = "full"
+    routing: str = "none"
+    regime: str = "full"  # or "16-shot"
+
+
+class CheckRule(Strict):
+    """`bench check`: a row regresses when its mean falls below the baseline's by more than
+    max(min_tolerance, sigmas · sqrt(sd_baseline² / n_baseline + sd_now² / n_now)) points (scores ×100)."""
+
+    sigmas: PositiveFloat = 2.0
+    min_tolerance: Annotated[float, Field(ge=0)] = 0.5
+
+
+class ReportSettings(Strict):
+    baseline: BaselineRow = Field(default_factory=BaselineRow)
+    check: CheckRule = Field(default_factory=CheckRule)
+
+
 class Suite(Strict):
     name: Slug
     description: str = ""
@@ -186,6 +207,7 @@ class Suite(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     profiles: dict[Slug, Profile] = Field(default_factory=dict)
     data_dir: str | None = None
+    report: ReportSettings = Field(default_factory=ReportSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -224,6 +246,11 @@ def _digest(fields: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def group_hash(hashed_fields: dict[str, Any]) -> str:
+    """A cell's hashed fields without the training seed: the key of its study, tracking parent and table row."""
+    return _digest({k: v for k, v in hashed_fields.items() if k != "seed"})
+
+
 class Cell(Strict):
     """One point of the cross product; ``config_hash`` covers an explicit allow-list of fields."""
 
@@ -259,8 +286,7 @@ class Cell(Strict):
 
     @property
     def group_hash(self) -> str:
-        """The cell without its training seed: one study, one tracking parent run, per group."""
-        return _digest({k: v for k, v in self.hashed_fields().items() if k != "seed"})
+        return group_hash(self.hashed_fields())
 
     def with_params(self, params: dict[str, Any]) -> Cell:
         """This cell with searched values laid over it: ``method.<field>`` keys on the method's parameters,

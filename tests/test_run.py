@@ -104,7 +104,9 @@ def test_smoke_suite_end_to_end_and_report(tmp_path):
     assert "| tiny-bert" in md and "trainable params" in md
     assert "| lora " in md and "| random experts=2 " in md and "| adapter style=pfeiffer " in md and "| 4-shot " in md
     csv = (report / "leaderboard.csv").read_text().splitlines()
-    assert csv[0].startswith("backbone,method,routing,inference,regime,tuning,metric,test,val,seeds") and len(csv) == 5
+    assert csv[0].startswith("backbone,method,routing,inference,regime,tuning,metric,test,test_sd,ci_low")
+    assert len(csv) == 5
+    assert {"index.html", "leaderboard.tex"} <= {p.name for p in report.iterdir()}
 
     again = bench("report", str(out), "--to", str(tmp_path / "again"))
     assert again.returncode == 0, again.stderr

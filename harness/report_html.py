@@ -1,0 +1,75 @@
+"""The report as one self-contained HTML page: inline CSS, tables, plots as embedded PNG (no network needed,
+no file beside it needed); the PNGs are also written under ``plots/`` for papers and slides."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import jinja2
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from harness import plots
+from harness.report import rendered
+from harness.results import Record
+
+PAGE = jinja2.Template(
+    """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>routebench: {{ suite }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 12px; margin-bottom: 1em; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
+th { white-space: normal; vertical-align: bottom; }
+th { background: #f3f3f3; }
+td:nth-child(-n+7), th:nth-child(-n+7) { text-align: left; }
+b { color: #0a5; }
+figure { margin: 1em 0 2em; } figcaption { font-size: 13px; color: #555; }
+img { max-width: 100%; }
+</style></head><body>
+<h1>Leaderboard: {{ suite }}</h1>
+<p>Scores ×100. <i>test</i>: mean ± sd over seeds; <i>95% CI</i>: percentile bootstrap of the mean over seeds;
+<i>Δ</i>: difference of means to the baseline row (points), <i>p</i>: paired test on per-example test predictions
+of the seeds both rows ran (McNemar for accuracy, paired bootstrap over sentences for F1). Best value per column
+in <b>bold green</b>. {{ records }} records.</p>
+{% for task, table in tables %}<h2>{{ task }}</h2>
+<div class="scroll">{{ table }}</div>
+{% endfor %}
+{% for title, caption, image in figures %}<figure><h2>{{ title }}</h2>
+<img alt="{{ title }}" src="data:image/png;base64,{{ image }}"><figcaption>{{ caption }}</figcaption></figure>
+{% endfor %}</body></html>
+""",
+    autoescape=False,  # tables are escaped cell by cell; everything else is ours
+)
+
+
+def _png(figure: plt.Figure, path: Path) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    path.write_bytes(buffer.getvalue())
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def render_html(suite: str, records: list[Record], tables: dict[str, pd.DataFrame], out: Path) -> str:
+    (out / "plots").mkdir(exist_ok=True)
+    drawn = [
+        ("Score against trainable parameters", "the red steps are the Pareto front", plots.pareto(tables)),
+        ("Few-shot regimes", "mean ± sd over seeds per k; dots are single seeds", plots.few_shot(tables, records)),
+        ("Expert load per layer", "share of tokens per expert, last training epoch", plots.expert_load(records)),
+        ("Validation curves", "validation score per epoch, mean over seeds", plots.validation_curves(records)),
+    ]
+    figures = []
+    for title, caption, figure in drawn:
+        if figure is not None:
+            name = title.lower().replace(" ", "_").replace("-", "_")
+            figures.append((title, caption, _png(figure, out / "plots" / f"{name}.png")))
+    shown = [
+        (task, rendered(table, html.escape, ("<b>", "</b>")).to_html(index=False, escape=False, border=0))
+        for task, table in tables.items()
+    ]
+    return PAGE.render(suite=html.escape(suite), tables=shown, figures=figures, records=len(records))

@@ -1,0 +1,216 @@
+"""Reports and regression checks: statistics against hand-computed values, a rendered report from fixture
+records, and `bench check` verdicts (drop, seed noise, missing, failed, malformed baseline)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from seqeval.metrics import f1_score
+
+from harness.report import write_report
+from harness.results import Record, ResultStore
+from harness.stats import bootstrap_ci, entity_counts, f1_from_counts, mcnemar, paired_bootstrap_f1
+from harness.suite import ReportSettings
+
+from .conftest import bench
+
+# ---------------------------------------------------------------------------------------------- statistics
+
+
+def test_bootstrap_interval_matches_the_exact_resampling_distribution():
+    # Resampling 3 values from {1, 2, 3}: the mean is 1 with probability 1/27 (3.7 % > 2.5 %) and 3 with
+    # probability 1/27, so the 95 % percentile interval is exactly [1, 3].
+    assert bootstrap_ci([1.0, 2.0, 3.0]) == (1.0, 3.0)
+    # {0, 0, 0, 1}, 4 draws: the number of ones is Binomial(4, 1/4): P(0) = 81/256 > 2.5 %, and
+    # P(≤ 2) = 243/256 = 94.9 % < 97.5 % ≤ P(≤ 3) = 255/256, so the interval is [0/4, 3/4].
+    assert bootstrap_ci([0.0, 0.0, 0.0, 1.0]) == (0.0, 0.75)
+    low, high = bootstrap_ci([5.0])
+    assert np.isnan(low) and np.isnan(high)  # one seed has no spread to resample
+
+
+def test_mcnemar_exact_p_values():
+    # 10 examples only A gets right, 2 only B: p = 2 · P(X ≤ 2), X ~ Bin(12, 1/2) = 2 · (1 + 12 + 66) / 4096
+    a = [True] * 10 + [False] * 2 + [True] * 30
+    b = [False] * 10 + [True] * 2 + [True] * 30
+    assert mcnemar(a, b) == pytest.approx(158 / 4096)
+    assert mcnemar(a, a) == 1.0  # no discordant pair
+    assert mcnemar([True, True], [False, False]) == pytest.approx(0.5)  # 2 · (1/2)²
+
+
+def test_entity_counts_reproduce_seqeval_and_the_paired_bootstrap():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG"], ["B-LOC", "O"]]
+    pred = [["B-PER", "I-PER", "O", "O"], ["O", "B-ORG"], ["B-PER", "O"]]
+    counts = entity_counts(gold, pred)
+    assert counts.tolist() == [[1, 1, 2], [1, 1, 1], [0, 1, 1]]
+    assert f1_from_counts(counts) == pytest.approx(f1_score(gold, pred))  # 2·2 / (3 + 4)
+    assert paired_bootstrap_f1(counts, counts) == 1.0
+    # Two sentences: A and B agree on the second, only A finds the first's entity. A resample without the
+    # first sentence (probability 1/4) ties, every other favours A: p = 2 · 1/4.
+    a = np.array([[1, 1, 1], [1, 1, 1]])
+    b = np.array([[0, 0, 1], [1, 1, 1]])
+    assert paired_bootstrap_f1(a, b) == pytest.approx(0.5, abs=0.02)
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+
+
+def _record(method: str, seed: int, score: float, *, task: str = "sst2", regime="full", routing=None, **extra):
+    """A done (or failed) record as `bench run` writes it, with the fields reports and checks read."""
+    routing = routing or {"strategy": "none"}
+    ner = task == "conll"
+    headline = "f1" if ner else "accuracy"
+    config = {
+        "task": {"name": task, "type": "ner" if ner else "classification"},
+        "backbone": "tiny",
+        "method": {"name": method},
+        "routing": routing,
+        "regime": regime,
+        "seed": seed,
+        "train": {"lr": 1e-3},
+    }
+    status = extra.pop("status", "done")
+    return Record(
+        suite="fixture",
+        config_hash=hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12],
+        status=status,
+        label=f"{task}/tiny/{method}/{routing['strategy']}/{regime}/seed{seed}",
+        config=config,
+        metrics={"headline": headline, "test": {headline: score}, "validation": {headline: score + 0.01}}
+        if status == "done"
+        else {"headline": headline},
+        history=[{"epoch": e, "validation": {headline: score * e / 3}} for e in (1, 2, 3)] if status == "done" else [],
+        routing_stats=extra.pop("routing_stats", {}),
+        cost={
+            "trainable_params": 1000 if method == "full" else 10,
+            "train_seconds": 2.0,
+            "tokens_per_second": 50.0,
+            "peak_rss_mb": 300.0,
+        },
+    )
+
+
+def _store(root: Path, records: list[Record], scores: dict[str, list] | None = None) -> ResultStore:
+    store = ResultStore(root)
+    for record in records:
+        store.write(record, None, (scores or {}).get(record.config_hash))
+    return store
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def test_report_from_fixture_records_has_every_table_and_plot_and_no_external_reference(tmp_path):
+    routed = {"strategy": "random", "experts": 2}
+    layers = {"load_entropy": 0.6, "layers": {"layer0.ffn": {"load": [0.5, 0.5]}, "layer1.ffn": {"load": [0.7, 0.3]}}}
+    records = [
+        *[_record("full", s, 0.80) for s in (1, 2, 3)],
+        *[_record("lora", s, 0.78) for s in (1, 2, 3)],
+        *[_record("full", s, 0.79, routing=routed, routing_stats=layers) for s in (1, 2)],
+        *[_record("full", s, 0.60, regime={"shots": k, "split_seed": s}) for s in (1, 2) for k in (4, 16)],
+        *[_record("full", s, 0.70, task="conll") for s in (1, 2)],
+    ]
+    # per-example scores on 12 test examples: lora gets 2 right that full gets wrong (McNemar: b=0, c=2)
+    right = [1] * 8 + [0] * 4
+    scores = {r.config_hash: right for r in records if r.config["method"]["name"] == "full"}
+    scores |= {r.config_hash: [1] * 10 + [0] * 2 for r in records if r.config["method"]["name"] == "lora"}
+    store = _store(tmp_path / "results", records, scores)
+    paths = write_report(store.records(), tmp_path / "report", store.scores, ReportSettings())
+    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "leaderboard.tex", "index.html"]
+
+    csv = pd.read_csv(paths[1])
+    sst2 = csv[csv["task"] == "sst2"].set_index(["method", "routing", "regime"])
+    assert sst2.loc[("full", "none", "full"), "baseline"]
+    lora = sst2.loc[("lora", "none", "full")]
+    assert lora["delta"] == pytest.approx(-2.0) and lora["p"] == pytest.approx(mcnemar([0] * 6, [1] * 6))
+    assert (lora["test"], lora["seeds"]) == (pytest.approx(78.0), 3)
+    assert (lora["ci_low"], lora["ci_high"]) == (pytest.approx(78.0), pytest.approx(78.0))
+    assert sst2.loc[("full", "random experts=2", "full"), "load_entropy"] == pytest.approx(0.6)
+
+    md = paths[0].read_text()
+    assert "## sst2" in md and "## conll" in md and "**80.00 ± 0.00**" in md  # best test mean marked
+    tex = paths[2].read_text()
+    assert tex.count(r"\begin{tabular}") == 2 and r"\textbf{80.00 $\pm$ 0.00}" in tex
+
+    page = paths[3].read_text()
+    assert page.count("<table") == 2
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', page)
+    assert images == [
+        "Score against trainable parameters",
+        "Few-shot regimes",
+        "Expert load per layer",
+        "Validation curves",
+    ]
+    assert not re.search(r"""(?:src|href)\s*=\s*["'](?!data:)""", page)  # nothing fetched from elsewhere
+    assert not re.search(r"url\(|@import|<link|<script", page)
+    assert len(list((tmp_path / "report" / "plots").glob("*.png"))) == 4
+
+
+# ---------------------------------------------------------------------------------------------- check
+
+
+def _run(tmp_path: Path, name: str, rows: dict[str, list[float]], seeds=(1, 2, 3), failed=()) -> Path:
+    records = [
+        _record(method, seed, value / 100, status="failed" if (method, seed) in failed else "done")
+        for method, values in rows.items()
+        for seed, value in zip(seeds, values, strict=True)
+    ]
+    _store(tmp_path / name, records)
+    return tmp_path / name
+
+
+REFERENCE = {"full": [80.0, 80.5, 79.5], "lora": [70.0, 71.0, 69.0]}
+
+
+@pytest.fixture
+def baseline(tmp_path: Path) -> Path:
+    path = tmp_path / "baselines" / "fixture.json"
+    result = bench("baseline", str(_run(tmp_path, "reference", REFERENCE)), "--to", str(path))
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(path.read_text())
+    assert saved["rule"] == {"sigmas": 2.0, "min_tolerance": 0.5} and len(saved["rows"]) == 2
+    return path
+
+
+def _check(run: Path, baseline: Path):
+    return bench("check", str(run), "--baseline", str(baseline))
+
+
+def test_check_flags_a_two_point_drop_at_three_seeds(tmp_path, baseline):
+    same = _check(_run(tmp_path, "same", REFERENCE), baseline)
+    assert same.returncode == 0, same.stdout + same.stderr
+    dropped = _check(_run(tmp_path, "drop", {"full": [78.0, 78.5, 77.5], "lora": REFERENCE["lora"]}), baseline)
+    assert dropped.returncode == 1
+    (line,) = [row for row in dropped.stdout.splitlines() if "/full/" in row]
+    # tolerance = max(0.5, 2 · sqrt(0.25/3 + 0.25/3)) = 0.82 points; Δ = -2.00
+    assert "| 80.00 " in line and "| 78.00 " in line and "| -2.00 " in line and "| 0.82 " in line
+    assert "REGRESSED" in line
+
+
+def test_check_passes_a_rerun_with_other_seeds_within_the_spread(tmp_path, baseline):
+    rerun = _run(tmp_path, "rerun", {"full": [80.3, 79.6, 79.9], "lora": [70.4, 69.2, 70.9]}, seeds=(4, 5, 6))
+    result = _check(rerun, baseline)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.count("| ok ") == 2
+
+
+def test_check_flags_missing_and_failed_cells(tmp_path, baseline):
+    missing = _check(_run(tmp_path, "missing", {"full": REFERENCE["full"]}), baseline)
+    assert missing.returncode == 1 and "MISSING" in missing.stdout
+    failed = _check(_run(tmp_path, "failed", REFERENCE, failed={("lora", 2)}), baseline)
+    assert failed.returncode == 1 and "FAILED" in failed.stdout and "REGRESSED" not in failed.stdout
+
+
+@pytest.mark.parametrize("content", ["{", '{"suite": "x", "rows": {}}', "[]"])
+def test_check_exits_2_on_a_malformed_baseline(tmp_path, content):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    result = _check(_run(tmp_path, "run", REFERENCE), path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}: not a baseline file")
