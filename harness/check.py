@@ -1,15 +1,16 @@
 """Regression checks for nightly CI: a baseline of per-row scores, and a verdict on a new run against it.
 
-A row is a cell without its seed (its group hash: task, backbone, method, routing, regime, training
-settings, search). The rule (``CheckRule``, per suite): a row regresses when its mean falls below the
-baseline's by more than max(min_tolerance, sigmas · sqrt(sd_b²/n_b + sd_now²/n_now)) points — the standard
-error of the difference of two means, so seed noise of the size the baseline showed passes and a real drop
-does not. A row that is missing, or has a failed cell, is a regression too.
+A row is a leaderboard row: a cell without its training seed and few-shot split (task, backbone, method,
+routing, regime, training settings, search). The rule (``CheckRule``, per suite): a row regresses when its
+mean falls below the baseline's by more than max(min_tolerance, sigmas · sqrt(sd_b²/n_b + sd_now²/n_now))
+points — the standard error of the difference of two means, so seed noise of the size the baseline showed
+passes and a real drop does not. A row that is missing, or has a failed cell, is a regression too.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,23 @@ class Baseline(BaseModel):
     rows: dict[str, Row]
 
 
+def row_key(config: dict[str, Any]) -> str:
+    """A leaderboard row: the cell without its training seed and without its few-shot split, the two things
+    seeds vary (so a few-shot row's spread is over its splits, as in the report)."""
+    regime = config["regime"]
+    if not isinstance(regime, str):
+        regime = {k: v for k, v in regime.items() if k != "split_seed"}
+    return group_hash(config | {"regime": regime})
+
+
+def row_label(record: Record) -> str:
+    return re.sub(r"-split\d+$", "", record.label.rsplit("/", 1)[0])
+
+
 def _rows(records: list[Record]) -> dict[str, list[Record]]:
     rows: dict[str, list[Record]] = {}
     for record in records:
-        rows.setdefault(group_hash(record.config), []).append(record)
+        rows.setdefault(row_key(record.config), []).append(record)
     return rows
 
 
@@ -52,7 +66,7 @@ def make_baseline(records: list[Record], rule: CheckRule) -> Baseline:
         if any(r.status != "done" for r in group):
             raise BenchError(f"{group[0].label}: failed cells; fix them before taking a baseline")
         headline = group[0].metrics["headline"]
-        label = group[0].label.rsplit("/", 1)[0]
+        label = row_label(group[0])
         rows[key] = Row(label=label, metric=headline, values=[r.metrics["test"][headline] * 100 for r in group])
     return Baseline(suite=records[0].suite, rule=rule, rows=dict(sorted(rows.items(), key=lambda kv: kv[1].label)))
 
@@ -117,7 +131,7 @@ def check(records: list[Record], baseline: Baseline) -> list[Verdict]:
         if key not in baseline.rows:
             headline = group[0].metrics["headline"]
             done = [r.metrics["test"][headline] * 100 for r in group if r.status == "done"]
-            verdicts.append(Verdict(group[0].label.rsplit("/", 1)[0], math.nan, _mean(done), math.nan, "new"))
+            verdicts.append(Verdict(row_label(group[0]), math.nan, _mean(done), math.nan, "new"))
     return verdicts
 
 
