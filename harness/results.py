@@ -115,7 +115,12 @@ class ResultStore:
         from harness.suite import ReportSettings
 
         path = self.root / "report.json"
-        return ReportSettings.model_validate_json(path.read_text()) if path.is_file() else ReportSettings()
+        if not path.is_file():
+            return ReportSettings()
+        try:
+            return ReportSettings.model_validate_json(path.read_text())
+        except (ValidationError, ValueError) as e:
+            raise BenchError(f"{path}: not the report settings `bench run` writes ({str(e).splitlines()[0]})") from None
 
     def scores(self, config_hash: str) -> list[Any] | None:
         """A cell's per-example test scores (correct: 0/1; NER: correct, predicted, gold entities per sentence)."""
