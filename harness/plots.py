@@ -64,7 +64,7 @@ def pareto(tables: dict[str, pd.DataFrame]) -> Figure | None:
     return fig
 
 
-def few_shot(tables: dict[str, pd.DataFrame], records: list[Record]) -> Figure | None:
+def few_shot(records: list[Record]) -> Figure | None:
     """Test score against k for few-shot regimes, one line per method / routing, seeds as points."""
     frame = to_frame(records)
     frame = frame[(frame["status"] == "done") & frame["regime"].str.endswith("-shot")]

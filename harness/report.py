@@ -21,7 +21,7 @@ from harness.suite import ReportSettings
 from harness.tasks import families
 
 AXES = ["backbone", "method", "routing", "inference", "regime", "tuning"]
-# (column, which value is best): marked in every rendering; None = not ranked
+# column -> which value is best; the best is marked in every rendering
 RANKED = {
     "test": "max",
     "val": "max",
@@ -101,7 +101,7 @@ def _compare(table: pd.DataFrame, group: pd.DataFrame, scores: Scores, settings:
     key = tuple(chosen.sort_values("tuning").iloc[0][AXES])  # a hand-set row before a searched one
     index = table.index[table[AXES].apply(tuple, axis=1) == key][0]
     table.loc[index, "baseline"] = True
-    family = families.get(_task_type(group))
+    family = families.get(group["task_type"].iloc[0])
     base = table.loc[index]
     for i, row in table.iterrows():
         if i == index or row["seeds"] == 0:
@@ -111,10 +111,6 @@ def _compare(table: pd.DataFrame, group: pd.DataFrame, scores: Scores, settings:
         if a:
             table.loc[i, "p"] = family.paired_p(a, b)
     return table
-
-
-def _task_type(group: pd.DataFrame) -> str:
-    return group["task_type"].iloc[0]
 
 
 def _matched(row: dict[int, str], base: dict[int, str], scores: Scores) -> tuple[list, list]:

@@ -59,7 +59,7 @@ def render_html(suite: str, records: list[Record], tables: dict[str, pd.DataFram
     (out / "plots").mkdir(exist_ok=True)
     drawn = [
         ("Score against trainable parameters", "the red steps are the Pareto front", plots.pareto(tables)),
-        ("Few-shot regimes", "mean ± sd over seeds per k; dots are single seeds", plots.few_shot(tables, records)),
+        ("Few-shot regimes", "mean ± sd over seeds per k; dots are single seeds", plots.few_shot(records)),
         ("Expert load per layer", "share of tokens per expert, last training epoch", plots.expert_load(records)),
         ("Validation curves", "validation score per epoch, mean over seeds", plots.validation_curves(records)),
     ]
