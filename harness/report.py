@@ -7,6 +7,7 @@ CSV (raw numbers), LaTeX and a self-contained HTML page with plots (``report_htm
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,7 @@ def leaderboards(
 ) -> dict[str, pd.DataFrame]:
     """Per task, a table of raw numbers (scores ×100) sorted by mean test score."""
     settings = settings or ReportSettings()
+    scores = functools.cache(scores)  # the baseline's files are paired with every other row: read them once
     frame = to_frame(records)
     frame.loc[frame["status"] != "done", ["test", "validation"]] = float("nan")
     tables = {}

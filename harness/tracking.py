@@ -40,7 +40,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 def scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
     """The numeric entries of a metrics mapping (nested tables such as per-type scores are left out)."""
-    return {f"{prefix}{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float) and v is not None}
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
 
 
 class Run(Observer):
