@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.study import open_storage, run_search
+from harness.study import run_search, search_outcome
 from harness.suite import expand, load_suite
 from harness.tracking import Tracker
 
@@ -38,8 +38,9 @@ def main() -> None:
             url = f"sqlite:///{Path(tmp) / 'optuna.db'}"
             started = time.perf_counter()
             group = Tracker(None).group(arm)
-            outcome = run_search(arm, open_storage(url, arm.search), url, group, progress=False, log=print)
+            run_search(arm, url, group, progress=False, log=print)
             seconds = time.perf_counter() - started
+            outcome = search_outcome(arm, url)
         summary = outcome.summary
         rows.append((pruner, summary, seconds))
         print(f"{pruner}: best {summary['metric']} {summary['best_value']:.4f} with {outcome.params}")

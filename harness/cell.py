@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from harness.device import Compute, describe_device
 from harness.memory import PeakMemory
 from harness.methods import Baseline, Method, build_method
 from harness.models import get_backbone
@@ -36,13 +39,14 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def build_model(cell: Cell, method: Method, labels: list[str]) -> tuple[torch.nn.Module, Any]:
-    """The backbone with its task head, routed and prepared by the method; returns it and its routing."""
+def build_model(cell: Cell, method: Method, labels: list[str], compute: Compute) -> tuple[torch.nn.Module, Any]:
+    """The backbone with its task head, routed and prepared by the method, on the compute device; returns it
+    and its routing."""
     family = families.get(cell.task.type)
     routing = build_routing(cell.routing)
     dense = get_backbone(cell.backbone).model(family.auto_model(), labels)
     model = method.prepare(routing.apply(dense, method), routed=routing.routes_paths)
-    return model, routing
+    return model.to(compute.device), routing
 
 
 def _prepare(cell: Cell, method: Method | Baseline) -> tuple[TaskData, Any]:
@@ -66,53 +70,60 @@ def _prepare(cell: Cell, method: Method | Baseline) -> tuple[TaskData, Any]:
 
 def train_only(
     cell: Cell,
+    device: str = "auto",
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
     observers: Sequence[Observer] = (),
 ) -> TrainResult:
     """Train ``cell`` and score it on validation only (a search trial): the test split is dropped before
     training starts, so nothing a search selects can have seen it."""
+    compute = Compute.named(device, cell.train.precision)
     method = build_method(cell.method)
     data, tokenizer = _prepare(cell, method)
     data = dataclasses.replace(data, test=None)
     family = families.get(cell.task.type)
-    model, routing = build_model(cell, method, data.labels)
-    return train(
-        model,
-        method,
-        routing,
-        data,
-        family,
-        family.collator(tokenizer),
-        cell.train,
-        cell.seed,
-        progress,
-        log,
-        observers,
-    )
+    model, routing = build_model(cell, method, data.labels, compute)
+    collate = family.collator(tokenizer)
+    cfg = cell.train
+    return train(model, method, routing, data, family, collate, cfg, cell.seed, compute, progress, log, observers)
+
+
+@dataclass
+class CellOutcome:
+    """Everything a cell produced, in memory, for the one writer (the driver) to store: the record, the test
+    predictions and their per-example scores (what paired tests between cells compare), and the trained
+    weights as files (name → bytes) when they were asked for."""
+
+    record: Record
+    predictions: list[Any] | None = None
+    scores: list[Any] | None = None
+    weights: dict[str, bytes] = field(default_factory=dict)
 
 
 def run_cell(
     cell: Cell,
+    device: str = "auto",
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
-    weights_dir: Path | None = None,
+    save_weights: bool = False,
     observers: Sequence[Observer] = (),
-) -> tuple[Record, list[Any], list[Any]]:
-    """Train (or just predict) and evaluate ``cell``; returns its record, its test predictions and their
-    per-example scores (what paired tests between cells compare).
-
-    With ``weights_dir``, the weights the method trained are saved there (``Method.save``); ``observers``
-    follow training."""
+) -> CellOutcome:
+    """Train (or just predict) and evaluate ``cell`` on ``device`` (resolved here, in the process that runs the
+    cell). With ``save_weights``, the outcome holds what ``Method.save`` writes; ``observers`` follow
+    training."""
     started, env = time.perf_counter(), environment()  # the code as it was when the cell started
+    compute = Compute.named(device, cell.train.precision)
+    compute.reset_peak_memory()
+    env["device"] = describe_device(compute.device)
     method = build_method(cell.method)
     with PeakMemory() as memory:
         data, tokenizer = _prepare(cell, method)
         if method.trains:
-            outcome = _train_and_test(cell, method, data, tokenizer, progress, log, weights_dir, observers)
+            outcome = _train_and_test(cell, method, data, tokenizer, compute, progress, log, save_weights, observers)
         else:
-            outcome = _predict(cell, method, data, progress)
+            outcome = _predict(cell, method, data, compute, progress)
     metrics, predictions, extra = outcome
+    weights = extra.pop("weights", {})
     family = families.get(cell.task.type)
     record = Record(
         suite=cell.suite,
@@ -133,10 +144,11 @@ def run_cell(
             "wall_seconds": round(time.perf_counter() - started, 2),
             "peak_rss_mb": round(memory.peak_mb, 1),
             "torch_threads": torch.get_num_threads(),
-        },
+        }
+        | compute.peak_memory_mb(),
         env=env | {"data_fingerprint": data.fingerprint},
     )
-    return record, predictions, family.example_scores(data.test.gold, predictions)
+    return CellOutcome(record, predictions, family.example_scores(data.test.gold, predictions), weights)
 
 
 def _train_and_test(
@@ -144,20 +156,22 @@ def _train_and_test(
     method: Method,
     data: TaskData,
     tokenizer: Any,
+    compute: Compute,
     progress: bool,
     log: Callable[[str], None],
-    weights_dir: Path | None,
+    save_weights: bool,
     observers: Sequence[Observer],
 ) -> tuple[dict, list[Any], dict]:
     family = families.get(cell.task.type)
-    model, routing = build_model(cell, method, data.labels)
+    model, routing = build_model(cell, method, data.labels, compute)
     collate = family.collator(tokenizer)
-    result = train(model, method, routing, data, family, collate, cell.train, cell.seed, progress, log, observers)
-    test_metrics, predictions = evaluate(
-        model, Batches(data.test, family, collate), family, data.labels, cell.train.eval_batch_size
+    result = train(
+        model, method, routing, data, family, collate, cell.train, cell.seed, compute, progress, log, observers
     )
-    if weights_dir is not None:
-        method.save(model, weights_dir)
+    test_metrics, predictions = evaluate(
+        model, Batches(data.test, family, collate, compute), family, data.labels, cell.train.eval_batch_size
+    )
+    weights = _saved(method, model) if save_weights else {}
     trainable, total = count_parameters(model)
     metrics = {"best_epoch": result.best_epoch, "validation": result.validation, "test": test_metrics}
     cost = {
@@ -168,15 +182,26 @@ def _train_and_test(
         "tokens_per_second": round(result.real_tokens / max(result.train_seconds, 1e-9), 1),
         "padding_fraction": round(1 - result.real_tokens / max(result.padded_tokens, 1), 4),
     }
-    return metrics, predictions, cost | {"history": result.history, "routing_stats": routing.telemetry()}
+    extra = {"history": result.history, "routing_stats": routing.telemetry(), "weights": weights}
+    return metrics, predictions, cost | extra
 
 
-def _predict(cell: Cell, method: Baseline, data: TaskData, progress: bool) -> tuple[dict, list[Any], dict]:
+def _saved(method: Method, model: torch.nn.Module) -> dict[str, bytes]:
+    """The files ``method.save`` writes, read back into memory: the process that ran the cell may not share a
+    file system with the one that stores its results."""
+    with tempfile.TemporaryDirectory() as tmp:
+        method.save(model, Path(tmp))
+        return {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
+
+
+def _predict(
+    cell: Cell, method: Baseline, data: TaskData, compute: Compute, progress: bool
+) -> tuple[dict, list[Any], dict]:
     """A method without training: test predictions only (nothing is selected, so validation is not run)."""
     family = families.get(cell.task.type)
-    total = method.total_params()  # loads the language model first, so predict_seconds is prediction only
+    total = method.total_params(compute.device)  # loads the LM first, so predict_seconds is prediction only
     started = time.perf_counter()
-    predictions = method.predict(data, cell.task.type, "test", cell.seed, progress)
+    predictions = method.predict(data, cell.task.type, "test", cell.seed, compute.device, progress)
     cost = {
         "trainable_params": 0,
         "total_params": total,
@@ -186,7 +211,7 @@ def _predict(cell: Cell, method: Baseline, data: TaskData, progress: bool) -> tu
     return {"validation": {}, "test": family.score(data.test.gold, predictions)}, predictions, cost
 
 
-def failed_record(cell: Cell, error: BaseException) -> Record:
+def failed_record(cell: Cell, error: BaseException | str) -> Record:
     return Record(
         suite=cell.suite,
         config_hash=cell.config_hash,
@@ -195,5 +220,5 @@ def failed_record(cell: Cell, error: BaseException) -> Record:
         config=cell.hashed_fields(),
         metrics={"headline": families.get(cell.task.type).headline},
         env=environment(),
-        error=f"{type(error).__name__}: {error}",
+        error=error if isinstance(error, str) else f"{type(error).__name__}: {error}",
     )

@@ -84,14 +84,26 @@ def run(
         ),
     ] = None,
     tracking: Annotated[bool, typer.Option(help="Log runs to MLflow.")] = True,
+    device: Annotated[
+        str, typer.Option(help="Where cells compute: auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps.")
+    ] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Run cells in parallel on a local Dask cluster of this many worker processes."),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Run cells on the Dask cluster of this scheduler (tcp://HOST:PORT).")
+    ] = None,
 ) -> None:
     """Run every cell of a suite not yet done (searching hyperparameters first where the suite has a search
     block), then print and write the leaderboard."""
     from harness.report import write_report
     from harness.results import ResultStore
-    from harness.runner import run_cells
+    from harness.runner import RunOptions, run_cells
     from harness.tracking import Tracker, default_uri
 
+    if workers is not None and scheduler is not None:
+        raise BenchError("--workers starts a local cluster, --scheduler uses a running one: give one of them")
     loaded, cells = _load(suite, profile)
     if seed:
         unknown = sorted(set(seed) - set(loaded.seeds))
@@ -100,16 +112,8 @@ def run(
         cells = [c for c in cells if c.seed in seed]
     results = out_dir or Path("results") / loaded.name
     tracker = Tracker((tracking_uri or default_uri(results)) if tracking else None, results)
-    summary = run_cells(
-        cells,
-        results,
-        force=force,
-        progress=not quiet,
-        log=_log(quiet),
-        save_weights=save_weights,
-        tracker=tracker,
-        storage=storage,
-    )
+    options = RunOptions(force, not quiet, save_weights, storage, device, workers, scheduler)
+    summary = run_cells(cells, results, options, log=_log(quiet), tracker=tracker)
     ran = set(summary.hashes)  # not records left in the folder by an earlier version of the suite
     store = ResultStore(results)
     store.write_settings(loaded.report)

@@ -56,10 +56,11 @@ language_models.register("smollm2-135m")(_packaged_smollm2)
 
 
 class CausalLM:
-    """A causal LM with a tokenizer; every call shares one encoded ``prefix`` across a batch of queries."""
+    """A causal LM with a tokenizer on ``device``; every call shares one encoded ``prefix`` across a batch of
+    queries."""
 
-    def __init__(self, tokenizer: Any, model: Any) -> None:
-        self.tokenizer, self.model = tokenizer, model.eval()
+    def __init__(self, tokenizer: Any, model: Any, device: torch.device) -> None:
+        self.tokenizer, self.model, self.device = tokenizer, model.eval().to(device), device
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._encoded: tuple[str, torch.Tensor, Any] | None = None  # the last prefix, its ids and KV cache
@@ -71,7 +72,7 @@ class CausalLM:
         """The prefix's ids and KV cache for ``rows`` rows; the prefix is run through the model once per cell
         (every batch of a cell shares it), and each batch gets its own copy of the cache to extend."""
         if self._encoded is None or self._encoded[0] != prefix:
-            ids = torch.tensor([self.encode(prefix)])
+            ids = torch.tensor([self.encode(prefix)], device=self.device)
             with torch.inference_mode():
                 self._encoded = (prefix, ids, self.model(ids, use_cache=True).cache)
         _, ids, cache = self._encoded
@@ -87,16 +88,18 @@ class CausalLM:
         """
         encoded = [(self.encode(context), self.encode(continuation)) for context, continuation in pairs]
         width = max(len(c) + len(k) for c, k in encoded)
-        ids = torch.full((len(pairs), width), self.tokenizer.pad_token_id)
+        ids = torch.full((len(pairs), width), self.tokenizer.pad_token_id, device=self.device)
         mask = torch.zeros_like(ids)
         for row, (context, continuation) in enumerate(encoded):
-            ids[row, : len(context) + len(continuation)] = torch.tensor(context + continuation)
+            ids[row, : len(context) + len(continuation)] = torch.tensor(context + continuation, device=self.device)
             mask[row, : len(context) + len(continuation)] = 1
         prefix_ids, shared = self._prefix(prefix, len(pairs))
         with torch.inference_mode():
-            logits = self.model(
-                ids, attention_mask=torch.cat([torch.ones_like(prefix_ids), mask], 1), cache=shared
-            ).logits.float()
+            logits = (
+                self.model(ids, attention_mask=torch.cat([torch.ones_like(prefix_ids), mask], 1), cache=shared)
+                .logits.float()
+                .cpu()
+            )
         scores = []
         for row, (context, continuation) in enumerate(encoded):
             # the logits at position t predict token t + 1
@@ -108,7 +111,7 @@ class CausalLM:
     def generate(self, prefix: str, queries: list[str], max_new_tokens: int, stop: str = "\n") -> list[str]:
         """Greedy continuations of ``prefix + query``, each cut at the first ``stop``."""
         self.tokenizer.padding_side = "left"  # pads sit between the shared prefix and each query, masked out
-        batch = self.tokenizer(queries, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = self.tokenizer(queries, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         prefix_ids, shared = self._prefix(prefix, len(queries))
         ids = torch.cat([prefix_ids, batch["input_ids"]], 1)
         with torch.inference_mode():
@@ -127,11 +130,13 @@ class CausalLM:
 
 
 @cache
-def load_lm(name: str) -> CausalLM:
-    """A registered alias, hub id or local folder; one loaded copy per process, shared by prompt cells."""
+def load_lm(name: str, device: torch.device) -> CausalLM:
+    """A registered alias, hub id or local folder on ``device``; one loaded copy per process and device, shared
+    by prompt cells."""
     source = language_models.get(name)() if name in language_models else name
     try:
-        return CausalLM(AutoTokenizer.from_pretrained(source), AutoModelForCausalLM.from_pretrained(source))
+        model = AutoModelForCausalLM.from_pretrained(source)
+        return CausalLM(AutoTokenizer.from_pretrained(source), model, device)
     except OSError as e:
         raise BenchError(
             f"language model {name!r} could not be loaded ({str(e).splitlines()[0][:160]}); offline, use "

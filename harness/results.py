@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
+import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -64,12 +68,16 @@ def _git(repo: Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: readers see all or nothing."""
+    """Write JSON to a temporary file in the same folder, fsync, then rename: readers see all or nothing."""
+    write_bytes_atomic(path, json.dumps(payload, indent=1, default=float).encode())
+
+
+def write_bytes_atomic(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1, default=float)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -92,6 +100,31 @@ class ResultStore:
     def predictions_path(self, config_hash: str) -> Path:
         return self.root / "predictions" / f"{config_hash}.json"
 
+    def weights_path(self, config_hash: str) -> Path:
+        return self.root / "weights" / config_hash
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one run: a second ``bench run`` on it refuses at once, naming the holder. The
+        kernel drops the lock when its process dies, so a killed run never blocks the next one."""
+        path = self.root / ".lock"
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise BenchError(f"{self.root}: in use by {holder}; wait for it to end or stop it") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"bench run (pid {os.getpid()} on {socket.gethostname()})")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def is_done(self, config_hash: str) -> bool:
         path = self.record_path(config_hash)
         return path.is_file() and self._read(path).status == "done"
@@ -99,8 +132,16 @@ class ResultStore:
     def scores_path(self, config_hash: str) -> Path:
         return self.root / "scores" / f"{config_hash}.json"
 
-    def write(self, record: Record, predictions: list[Any] | None = None, scores: list[Any] | None = None) -> None:
-        # predictions and per-example scores first: a record never points at missing files
+    def write(
+        self,
+        record: Record,
+        predictions: list[Any] | None = None,
+        scores: list[Any] | None = None,
+        weights: dict[str, bytes] | None = None,
+    ) -> None:
+        # weights, predictions and per-example scores first: a record never points at missing files
+        for name, content in (weights or {}).items():
+            write_bytes_atomic(self.weights_path(record.config_hash) / name, content)
         if predictions is not None:
             write_json_atomic(self.predictions_path(record.config_hash), predictions)
         if scores is not None:
@@ -129,7 +170,7 @@ class ResultStore:
 
     def clean_partial(self) -> int:
         """Remove temporary files left by a process killed mid-write; returns how many."""
-        stale = list(self.root.glob("*/.*.tmp"))
+        stale = list(self.root.glob("*/.*.tmp")) + list(self.root.glob("weights/*/**/.*.tmp"))
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)

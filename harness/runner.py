@@ -1,18 +1,44 @@
 """Scheduling and resume: run every cell not yet done, searching first where the suite asks for it; record
-failures, never stop the suite for one."""
+failures, never stop the suite for one.
+
+Cells (and the search processes of a study) are tasks on an engine: this process, or Dask workers. Whatever
+runs them, this module is the one writer: it stores each record, its predictions, scores and weights, and
+logs the cell's MLflow run, from what the task returned.
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from harness.cell import failed_record, run_cell
+from harness.cell import CellOutcome, failed_record, run_cell
+from harness.device import resolve_device, visible_gpus
+from harness.engine import DaskEngine, SerialEngine, Task, dask_engine
 from harness.errors import BenchError
 from harness.results import ResultStore
 from harness.suite import Cell
-from harness.tracking import Group, Tracker, scalars
+from harness.tracking import Group, Recording, RecordingGroup, Run, Tracker, scalars
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run, not what: none of this changes a cell's numbers (nor its config hash)."""
+
+    force: bool = False  # redo cells that are already done
+    progress: bool = True  # progress bars on a terminal
+    save_weights: bool = False  # keep what each cell trained under <out>/weights/<config hash>
+    storage: str | None = None  # Optuna storage of searches (default <out>/optuna.db)
+    device: str = "auto"
+    workers: int | None = None  # a local Dask cluster of this many worker processes
+    scheduler: str | None = None  # or the address of a running Dask scheduler
 
 
 @dataclass
@@ -34,116 +60,301 @@ def groups(cells: list[Cell]) -> list[list[Cell]]:
 def run_cells(
     cells: list[Cell],
     out_dir: Path,
+    options: RunOptions | None = None,
     *,
-    force: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    save_weights: bool = False,
+    log: Log = print,
     tracker: Tracker | None = None,
-    storage: str | None = None,
 ) -> RunSummary:
-    """Run ``cells`` in order, writing one record each under ``out_dir/cells``.
+    """Run ``cells``, writing one record each under ``out_dir/cells``.
 
     A record is written only when its cell has finished (atomically), so a killed run leaves no partial
     record and the next run picks up the cells that have none. A group of cells with a ``search`` first runs
-    (or continues) its study, in ``storage`` (an Optuna URL or journal file; default
-    ``out_dir/optuna.db``), then trains the best parameters once per seed. Bad input (``BenchError``) stops
-    the run; any other error fails only its cell (or, for a search, its group). ``save_weights`` keeps each
-    cell's trained weights under ``out_dir/weights/<config hash>``; ``tracker`` logs to MLflow (default: off).
+    (or continues) its study, then trains the best parameters once per seed. Bad input (``BenchError``) stops
+    the run; any other error fails only its cell (or, for a search, its group). One run at a time may use
+    ``out_dir``. ``tracker`` logs to MLflow (default: off).
     """
+    options = options or RunOptions()
     out_dir.mkdir(parents=True, exist_ok=True)  # the study and tracking stores live here before any record
     store = ResultStore(out_dir)
-    store.clean_partial()
-    tracker = tracker or Tracker(None)
-    summary, position = RunSummary(), itertools.count(1)
-    for group in groups(cells):
-        parent = tracker.group(group[0])
-        searched: dict = {}
-        if group[0].search is not None:
-            try:
-                group, searched = _search(group, out_dir, storage, parent, progress, log)
-            except BenchError:
-                raise
-            except Exception as error:
-                log(f"[search] {group[0].group_label}: FAILED: {type(error).__name__}: {error}")
-                for cell in group:
-                    next(position)
-                    summary.hashes.append(cell.config_hash)
-                    store.write(failed_record(cell, error))
-                    summary.ran, summary.failed = summary.ran + 1, summary.failed + 1
-                parent.finish("FAILED")
-                continue
-        failures = 0
-        for cell in group:
-            summary.hashes.append(cell.config_hash)
-            prefix = f"[{next(position)}/{len(cells)}] {cell.label} ({cell.config_hash})"
-            if not force and store.is_done(cell.config_hash):
-                summary.skipped += 1
-                log(f"{prefix}: done earlier, skipped")
-                continue
-            log(f"{prefix}: running")
-            failures += not _run_one(cell, store, parent, searched, save_weights, progress, log, prefix)
-            summary.ran += 1
-        summary.failed += failures
-        parent.finish("FAILED" if failures else "FINISHED")
-    return summary
+    with store.lock():
+        store.clean_partial()
+        with _engine(options, log) as engine:
+            return _SuiteRun(cells, store, options, engine, tracker or Tracker(None), log).run()
 
 
-def _search(
-    group: list[Cell], out_dir: Path, storage: str | None, parent: Group, progress: bool, log: Callable[[str], None]
-) -> tuple[list[Cell], dict]:
-    """The group's cells with the best parameters of its study laid over them, and the study's summary."""
-    from harness.study import default_storage, open_storage, redact, run_search
-
-    first = group[0]
-    url = storage or first.search.storage or default_storage(out_dir)
-    log(f"[search] {first.group_label}: study in {redact(url)}")
-    outcome = run_search(first, open_storage(url, first.search), url, parent, progress, log)
-    counts = outcome.summary["trials"]
-    log(
-        f"[search] {first.group_label}: best trial {outcome.summary['best_trial']} "
-        f"({outcome.summary['metric']} {outcome.summary['best_value']:.4f}); {counts['complete']} complete, "
-        f"{counts['pruned']} pruned, {counts['fail']} failed; {outcome.summary['steps']} training steps, "
-        f"{outcome.summary['steps_saved']} saved by pruning"
-    )
-    parent.params({f"best.{k}": str(v) for k, v in outcome.params.items()})
-    parent.metrics(scalars(outcome.summary, "search/") | scalars(counts, "search/trials_"))
-    return [cell.with_params(outcome.params) for cell in group], outcome.summary
-
-
-def _run_one(
-    cell: Cell,
-    store: ResultStore,
-    parent: Group,
-    searched: dict,
-    save_weights: bool,
-    progress: bool,
-    log: Callable[[str], None],
-    prefix: str,
-) -> bool:
-    """Run one cell, write its record and its tracking run; False when the cell failed."""
-    run = parent.seed(cell)
+@contextmanager
+def _engine(options: RunOptions, log: Log) -> Iterator[SerialEngine | DaskEngine]:
+    """This process, or a Dask cluster (stopped at the end, Ctrl-C included); the device is checked where the
+    cells will run, before any work."""
+    device = resolve_device(options.device)
+    if options.workers is None and options.scheduler is None:
+        yield SerialEngine(log, options.device)
+        return
+    # Local workers split this machine's GPUs, one each (CUDA_VISIBLE_DEVICES): whichever CUDA device was
+    # named, a worker's is its ``cuda``. A remote cluster's workers resolve the device themselves.
+    gpus = visible_gpus() if device.type == "cuda" and options.scheduler is None else None
+    engine = dask_engine(log, "cuda" if gpus else options.device, options.workers, options.scheduler, gpus)
     try:
-        weights = store.root / "weights" / cell.config_hash if save_weights else None
-        record, predictions, scores = run_cell(cell, progress, log, weights, [run])
+        engine.client.run(resolve_device, engine.device)
+        yield engine
+    finally:
+        engine.close()
+
+
+@dataclass
+class _Group:
+    """A cell group in flight: its tracking parent, the search that chose its values, what is still running."""
+
+    cells: list[Cell]
+    positions: list[int]
+    parent: Group
+    searched: dict = field(default_factory=dict)
+    storage: str = ""  # the study's storage URL, when searched
+    searches_left: int = 0
+    search_failed: bool = False
+    cells_left: int = 0
+    cells_failed: int = 0
+
+
+class _SuiteRun:
+    """One pass over a suite's cells on one engine."""
+
+    def __init__(
+        self, cells: list[Cell], store: ResultStore, options: RunOptions, engine: Any, tracker: Tracker, log: Log
+    ) -> None:
+        self.cells, self.store, self.options, self.engine = cells, store, options, engine
+        self.tracker, self.log = tracker, log
+        self.summary = RunSummary()
+        self.bar = _Bar(engine, self.summary) if options.progress and isinstance(engine, DaskEngine) else None
+
+    def run(self) -> RunSummary:
+        position = itertools.count(1)
+        for cells in groups(self.cells):
+            group = _Group(cells, [next(position) for _ in cells], self.tracker.group(cells[0]))
+            if cells[0].search is not None:
+                self._submit_search(group)
+            else:
+                self._submit_cells(group, cells)
+        with self.bar or _nothing():
+            for task, result in self.engine.results():
+                kind, group = task.about
+                if kind == "search":
+                    self._search_done(group, result)
+                else:
+                    self._cell_done(group, task.args[0], result)
+        return self.summary
+
+    # -- cells
+
+    def _submit_cells(self, group: _Group, cells: list[Cell]) -> None:
+        live = self.engine.live_tracking
+        for cell, position in zip(cells, group.positions, strict=True):
+            self.summary.hashes.append(cell.config_hash)
+            prefix = f"[{position}/{len(self.cells)}] {cell.label} ({cell.config_hash})"
+            if not self.options.force and self.store.is_done(cell.config_hash):
+                self.summary.skipped += 1
+                self.log(f"{prefix}: done earlier, skipped")
+                continue
+            # per-step bars only when cells run one at a time in this process; MLflow live only here too
+            args = (cell, self.engine.device, self.options.progress and live, self.options.save_weights)
+            args += (group.parent if live else None, prefix)
+            group.cells_left += 1
+            self.engine.submit(Task(f"cell-{cell.config_hash}", position, cell_task, args, ("cell", group)))
+        if group.cells_left == 0:
+            group.parent.finish()  # nothing to run: a parent reopened by a search closes again
+
+    def _cell_done(self, group: _Group, cell: Cell, result: Any) -> None:
+        if isinstance(result, BaseException):  # its worker died too often (Dask gave up on it)
+            outcome, tracking = CellOutcome(failed_record(cell, result)), Recording()
+            self.log(f"{cell.label} ({cell.config_hash}): FAILED: {outcome.record.error}")
+        else:
+            outcome, tracking = result
+        outcome.record.search = group.searched
+        self.store.write(outcome.record, outcome.predictions, outcome.scores, outcome.weights)
+        run = tracking if isinstance(tracking, Run) else _replayed(tracking, group.parent.seed(cell))
+        _log_cell(run, outcome, self.store)
+        failed = outcome.record.status != "done"
+        self.summary.ran += 1
+        self.summary.failed += failed
+        group.cells_failed += failed
+        group.cells_left -= 1
+        if group.cells_left == 0:
+            group.parent.finish("FAILED" if group.cells_failed else "FINISHED")
+
+    # -- searches
+
+    def _submit_search(self, group: _Group) -> None:
+        from harness.study import open_study
+
+        first = group.cells[0]
+        url = group.storage = self._storage_url(first)
+        self.log(f"[search] {first.group_label}: study in {_redacted(url)}")
+        open_study(first, url)
+        # the study's trials spread over the workers: one search process per worker, each takes the next trial
+        group.searches_left = max(1, min(self.engine.workers, first.search.trials or math.inf))
+        for i in range(group.searches_left):
+            tracking = group.parent if self.engine.live_tracking else RecordingGroup()
+            args = (first, url, tracking, self.engine.device, self.options.progress and self.engine.live_tracking)
+            task = Task(f"search-{first.group_hash}-{i}", group.positions[0], search_task, args, ("search", group))
+            self.engine.submit(task)
+
+    def _storage_url(self, cell: Cell) -> str:
+        from harness.study import default_storage, is_single_machine
+
+        given = self.options.storage or cell.search.storage
+        url = given or default_storage(self.store.root)
+        if "://" not in url:
+            url = str(Path(url).resolve())  # a journal file: the same path on every worker of a shared file system
+        if self.engine.remote and is_single_machine(url):
+            where = "--storage" if given is None else f"storage {_redacted(url)!r}"
+            raise BenchError(
+                f"{where}: searches on remote Dask workers need a study storage they all reach: a journal file "
+                "on a shared file system (--storage /shared/path/study.log) or a database URL "
+                "(--storage postgresql://…); SQLite is for one machine"
+            )
+        return url
+
+    def _search_done(self, group: _Group, result: Any) -> None:
+        from harness.study import search_outcome
+
+        tracking, error = (None, f"{type(result).__name__}: {result}") if isinstance(result, BaseException) else result
+        if isinstance(tracking, RecordingGroup):
+            tracking.replay(group.parent)
+        group.searches_left -= 1
+        if error is not None:
+            self._search_failed(group, error)
+        if group.searches_left > 0 or group.search_failed:
+            return
+        first = group.cells[0]
+        try:
+            outcome = search_outcome(first, group.storage)
+        except BenchError:
+            raise
+        except Exception as failure:
+            self._search_failed(group, f"{type(failure).__name__}: {failure}")
+            return
+        counts = outcome.summary["trials"]
+        self.log(
+            f"[search] {first.group_label}: best trial {outcome.summary['best_trial']} "
+            f"({outcome.summary['metric']} {outcome.summary['best_value']:.4f}); {counts['complete']} complete, "
+            f"{counts['pruned']} pruned, {counts['fail']} failed; {outcome.summary['steps']} training steps, "
+            f"{outcome.summary['steps_saved']} saved by pruning"
+        )
+        group.parent.params({f"best.{k}": str(v) for k, v in outcome.params.items()})
+        group.parent.metrics(scalars(outcome.summary, "search/") | scalars(counts, "search/trials_"))
+        group.searched = outcome.summary
+        self._submit_cells(group, [c.with_params(outcome.params) for c in group.cells])
+
+    def _search_failed(self, group: _Group, message: str) -> None:
+        """One failed search process fails the group: every cell gets a failed record (once)."""
+        if group.search_failed:
+            return
+        group.search_failed = True
+        self.log(f"[search] {group.cells[0].group_label}: FAILED: {message}")
+        for cell in group.cells:
+            self.summary.hashes.append(cell.config_hash)
+            self.store.write(failed_record(cell, message))
+            self.summary.ran, self.summary.failed = self.summary.ran + 1, self.summary.failed + 1
+        group.parent.finish("FAILED")
+
+
+def cell_task(
+    cell: Cell, device: str, progress: bool, save_weights: bool, tracking: Group | None, prefix: str, log: Log
+) -> tuple[CellOutcome, Run | Recording]:
+    """Run one cell wherever the engine put it. A cell that fails on its own (a non-finite loss, out of memory)
+    becomes a failed record here, so it is recorded once and never retried; only bad input (``BenchError``)
+    escapes. With ``tracking`` (in the driver's process) the MLflow run is live, else a ``Recording``."""
+    run = tracking.seed(cell) if tracking is not None else Recording()
+    log(f"{prefix}: running")
+    try:
+        outcome = run_cell(cell, device, progress, log, save_weights, [run])
     except BenchError:
         run.finish("FAILED")
         raise
     except Exception as error:
-        record, predictions, scores = failed_record(cell, error), None, None
-        log(f"{prefix}: FAILED: {record.error}")
+        outcome = CellOutcome(failed_record(cell, error))
+        log(f"{prefix}: FAILED: {outcome.record.error}")
     else:
+        record = outcome.record
         test = record.metrics["test"][record.metrics["headline"]]
         log(f"{prefix}: test {record.metrics['headline']} {test:.4f} in {record.cost['wall_seconds']:.0f}s")
-    record.search = searched
-    store.write(record, predictions, scores)
+    return outcome, run
+
+
+def search_task(
+    cell: Cell, url: str, tracking: Group | RecordingGroup, device: str, progress: bool, log: Log
+) -> tuple[Group | RecordingGroup, str | None]:
+    """One process's share of a study: trials until the study's budget is spent. A search that fails on its own
+    returns its error (the driver fails the group's cells); bad input raises."""
+    from harness.study import run_search
+
+    try:
+        return run_search(cell, url, tracking, device, progress, log), None
+    except BenchError:
+        raise
+    except Exception as error:
+        return tracking, f"{type(error).__name__}: {error}"
+
+
+def _replayed(recording: Recording, run: Run) -> Run:
+    recording.replay(run)
+    return run
+
+
+def _log_cell(run: Run, outcome: CellOutcome, store: ResultStore) -> None:
+    """The cell's test metrics, costs and files on its tracking run, which then ends."""
+    record = outcome.record
     test = record.metrics.get("test", {})
     run.metrics(scalars(test, "test/") | scalars(record.cost, "cost/"))
-    artifacts = {"record.json": store.record_path(cell.config_hash)}
-    if predictions is not None:
-        artifacts["predictions.json"] = store.predictions_path(cell.config_hash)
+    artifacts = {"record.json": store.record_path(record.config_hash)}
+    if outcome.predictions is not None:
+        artifacts["predictions.json"] = store.predictions_path(record.config_hash)
     if "per_type" in test:
         artifacts["per_type.json"] = test["per_type"]
     run.artifacts(artifacts)
     run.finish("FINISHED" if record.status == "done" else "FAILED")
-    return record.status == "done"
+
+
+def _redacted(url: str) -> str:
+    from harness.study import redact
+
+    return redact(url)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+class _Bar:
+    """One bar over the suite's cells when they run in parallel: done / running / failed and an ETA."""
+
+    def __init__(self, engine: DaskEngine, summary: RunSummary) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.engine, self.summary = engine, summary
+        self.progress = Progress(
+            TextColumn("cells"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not sys.stderr.isatty(),
+        )
+        self.task = self.progress.add_task("cells", total=None, status="")
+        engine.on_change = self.update
+
+    def update(self) -> None:
+        counts = self.engine.counts
+        status = f"{len(counts.running)} running on {self.engine.workers} workers, {self.summary.failed} failed"
+        self.progress.update(self.task, total=counts.submitted, completed=counts.finished, status=status)
+
+    def __enter__(self) -> _Bar:
+        self.progress.start()
+        self.update()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()

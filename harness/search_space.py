@@ -104,12 +104,15 @@ class Search(Strict):
         return self.model_dump(mode="json", exclude={"storage", "heartbeat_seconds"})
 
     def sampler_for(self, trial_number: int) -> optuna.samplers.BaseSampler:
-        """The sampler for the next trial, seeded by (seed, trial number): an uninterrupted study is
-        reproducible, and a resumed one does not replay the suggestions its first process already made."""
+        """The sampler of one trial, seeded by (seed, trial number): an uninterrupted study is reproducible,
+        and a resumed one does not replay the suggestions its first process already made."""
         seed = int(np.random.SeedSequence([self.seed, trial_number]).generate_state(1)[0])
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         return optuna.samplers.TPESampler(seed=seed)
+
+    def make_sampler(self) -> optuna.samplers.BaseSampler:
+        return TrialSeededSampler(self.sampler_for)
 
     def pruner_for(self) -> optuna.pruners.BasePruner:
         """Pruners see one value per epoch: median stops a trial whose value at an epoch is below the median
@@ -122,3 +125,30 @@ class Search(Strict):
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         return {name: param.suggest(trial, name) for name, param in self.space.items()}
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """Delegates each trial to ``sampler_for(trial number)``. The number is the storage's, handed out atomically,
+    so processes sharing a study (Dask workers) never seed two trials alike, whatever order they ask in."""
+
+    def __init__(self, sampler_for: Any) -> None:
+        self.sampler_for = sampler_for
+        self.current: optuna.samplers.BaseSampler = sampler_for(0)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.current = self.sampler_for(trial.number)
+        self.current.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return self.current.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, space: dict) -> dict[str, Any]:
+        return self.current.sample_relative(study, trial, space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, name: str, distribution: Any
+    ) -> Any:
+        return self.current.sample_independent(study, trial, name, distribution)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: Any, values: Any) -> None:
+        self.current.after_trial(study, trial, state, values)

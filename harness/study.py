@@ -28,7 +28,7 @@ from harness.errors import BenchError, CellFailed
 from harness.search_space import Search
 from harness.suite import Cell
 from harness.tasks import families
-from harness.tracking import Group
+from harness.tracking import Group, RecordingGroup
 from harness.train import Observer
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -37,6 +37,11 @@ HOST = socket.gethostname()
 
 def default_storage(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
+
+
+def is_single_machine(url: str) -> bool:
+    """SQLite lives in one machine's file system: workers elsewhere would each get their own empty study."""
+    return url.startswith("sqlite")
 
 
 def open_storage(url: str, search: Search) -> optuna.storages.BaseStorage:
@@ -90,27 +95,42 @@ class _Pruning(Observer):
             raise optuna.TrialPruned(f"pruned after epoch {entry['epoch']}")
 
 
-def run_search(
-    cell: Cell,
-    storage: optuna.storages.BaseStorage,
-    storage_url: str,
-    tracking: Group,
-    progress: bool,
-    log: Callable[[str], None],
-) -> Outcome:
-    """Run (or continue) the study of ``cell``'s group until its budget is spent; return the best parameters."""
+def study_name(cell: Cell) -> str:
+    return f"{cell.suite}-{cell.group_hash}"
+
+
+def open_study(cell: Cell, storage_url: str) -> optuna.Study:
+    """The study of ``cell``'s group, created (with its storage's tables) on first use. The driver opens it
+    before any worker does: processes that create one SQLite schema at once collide."""
     search: Search = cell.search
-    metric = search.metric or families.get(cell.task.type).headline
-    name = f"{cell.suite}-{cell.group_hash}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
     study = optuna.create_study(
-        study_name=name,
-        storage=storage,
+        study_name=study_name(cell),
+        storage=open_storage(storage_url, search),
+        sampler=search.make_sampler(),
         pruner=search.pruner_for(),
         direction=search.direction,
         load_if_exists=True,
     )
     study.set_user_attr("label", cell.group_label)
+    return study
+
+
+def run_search(
+    cell: Cell,
+    storage_url: str,
+    tracking: Group | RecordingGroup,
+    device: str = "auto",
+    progress: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+) -> Group | RecordingGroup:
+    """Run (or continue) the study of ``cell``'s group until its budget is spent; several processes may do so at
+    once against one storage, each taking the next trial. Returns ``tracking`` (what it recorded travels back
+    from a worker)."""
+    search: Search = cell.search
+    metric = search.metric or families.get(cell.task.type).headline
+    name = study_name(cell)
+    study = open_study(cell, storage_url)
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("host", HOST)  # the owner: a later run on this host checks it is still alive
@@ -120,7 +140,7 @@ def run_search(
         shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
         run = tracking.trial(trial.number, name, trial_cell)
         try:
-            result = train_only(trial_cell, progress, lambda _: None, [_Pruning(trial, metric), run])
+            result = train_only(trial_cell, device, progress, lambda _: None, [_Pruning(trial, metric), run])
         except optuna.TrialPruned as pruned:
             log(f"  trial {trial.number} ({shown}): {pruned}")
             run.finish("KILLED")
@@ -147,12 +167,19 @@ def run_search(
         if not waiting and search.trials is not None and done + running >= search.trials:
             time.sleep(search.heartbeat_seconds)  # the budget is in flight: wait for those trials to end or go stale
             continue
-        study.sampler = search.sampler_for(len(trials))
         study.optimize(objective, n_trials=1, catch=(CellFailed,))
-    return _outcome(study, name, storage_url, metric)
+    return tracking
 
 
-def _settle(study: optuna.Study, tracking: Group, name: str, grace_seconds: float) -> list[FrozenTrial]:
+def search_outcome(cell: Cell, storage_url: str) -> Outcome:
+    """What the finished study of ``cell``'s group chose, and what it cost."""
+    metric = cell.search.metric or families.get(cell.task.type).headline
+    return _outcome(open_study(cell, storage_url), study_name(cell), storage_url, metric)
+
+
+def _settle(
+    study: optuna.Study, tracking: Group | RecordingGroup, name: str, grace_seconds: float
+) -> list[FrozenTrial]:
     """Fail the trials whose process is gone, queue their parameters for a retry, and mark their tracking runs
     failed. Gone: a stale heartbeat (any host); or, on this host, a process that no longer exists (at once,
     and for storages without heartbeats); or no sign of life at all (killed between the study creating the

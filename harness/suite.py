@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from harness.device import Precision
 from harness.errors import BenchError
 from harness.methods import build_method, methods
 from harness.models import backbones, is_valid_backbone
@@ -48,6 +49,12 @@ class TrainConfig(Strict):
     train_subset: PositiveInt | None = None
     validation_subset: PositiveInt | None = None
     group_by_length: bool = True
+    precision: Precision = "fp32"  # autocast dtype of forward passes; fp16 adds a gradient scaler
+
+    def identity(self) -> dict[str, Any]:
+        """The hashed form: fields added after records existed are left out at their neutral default, so those
+        records keep their hashes (fp32 is what every earlier cell ran)."""
+        return self.model_dump(exclude={"precision"} if self.precision == "fp32" else set())
 
 
 # A profile overrides any subset of the training fields, e.g. {train_subset: 4000, epochs: 2}.
@@ -275,7 +282,7 @@ class Cell(Strict):
             "seed": self.seed,
         }
         if methods.get(self.method.name).trains:  # a baseline's numbers do not depend on training settings
-            fields["train"] = self.train.model_dump()
+            fields["train"] = self.train.identity()
         if self.search is not None:  # a searched cell is not the same experiment as a hand-set one
             fields["search"] = self.search.identity()
         return fields

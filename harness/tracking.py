@@ -49,6 +49,7 @@ class Run(Observer):
     def __init__(self, client: Any, run_id: str | None) -> None:
         self.client, self.run_id = client, run_id
         self._pending: list[Any] = []
+        self.clock_ms: int | None = None  # set while replaying a Recording: metrics keep the time they were taken
 
     def on_step(self, step: int, values: dict[str, float]) -> None:
         self.metrics({f"train/{k}": v for k, v in values.items()}, step)
@@ -65,7 +66,7 @@ class Run(Observer):
             return
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = self.clock_ms or int(time.time() * 1000)
         self._pending += [Metric(key, value, now, step) for key, value in values.items()]
 
     def params(self, values: dict[str, str]) -> None:
@@ -102,6 +103,59 @@ class Run(Observer):
         if self._pending:
             self.client.log_batch(self.run_id, metrics=self._pending)
             self._pending = []
+
+
+class Recording(Observer):
+    """Stands in for a ``Run`` where no tracking store can be reached (a Dask worker): it keeps every call with
+    its time, travels back with the task's result, and ``replay`` makes the same calls on a real run, so the
+    driver is the one writer of the tracking store."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str, tuple]] = []
+
+    def _keep(self, name: str, *args: Any) -> None:
+        self.calls.append((int(time.time() * 1000), name, args))
+
+    def on_step(self, step: int, values: dict[str, float]) -> None:
+        self._keep("on_step", step, values)
+
+    def on_epoch(self, entry: dict, steps: int, total_steps: int) -> None:
+        self._keep("on_epoch", entry, steps, total_steps)
+
+    def metrics(self, values: dict[str, float], step: int = 0) -> None:
+        self._keep("metrics", values, step)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self._keep("finish", status)
+
+    def replay(self, run: Run) -> None:
+        for at_ms, name, args in self.calls:
+            run.clock_ms = at_ms
+            getattr(run, name)(*args)
+        run.clock_ms = None
+
+
+class RecordingGroup:
+    """A ``Group`` for a search on a Dask worker: each trial's run is a ``Recording``; ``replay`` logs them under
+    the real parent run, in the order the trials ran."""
+
+    def __init__(self) -> None:
+        self.trials: list[tuple[int, str, Cell, Recording]] = []
+        self.failed: list[tuple[str, list[int]]] = []
+
+    def trial(self, number: int, study: str, cell: Cell) -> Recording:
+        recording = Recording()
+        self.trials.append((number, study, cell, recording))
+        return recording
+
+    def fail_trials(self, study: str, numbers: list[int]) -> None:
+        self.failed.append((study, numbers))
+
+    def replay(self, group: Group) -> None:
+        for number, study, cell, recording in self.trials:
+            recording.replay(group.trial(number, study, cell))
+        for study, numbers in self.failed:
+            group.fail_trials(study, numbers)
 
 
 class Group(Run):

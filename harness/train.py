@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from harness.batching import length_grouped_batches, random_batches, sorted_batches
+from harness.device import Compute
 from harness.errors import CellFailed
 from harness.methods import Method
 from harness.routing import Routing
@@ -20,18 +21,18 @@ from harness.tasks.base import Split, TaskData, TaskFamily
 
 
 class Batches:
-    """A split as model-ready rows; yields padded tensor batches in a given index order."""
+    """A split as model-ready rows; yields padded tensor batches on the compute device in a given index order."""
 
-    def __init__(self, split: Split, family: TaskFamily, collate: Any) -> None:
+    def __init__(self, split: Split, family: TaskFamily, collate: Any, compute: Compute) -> None:
         self.split = split
         columns = [c for c in family.model_columns if c in split.inputs.column_names]
         self.rows = split.inputs.select_columns(columns).to_list()
         self.lengths: list[int] = list(split.inputs["length"])
-        self.collate = collate
+        self.collate, self.compute = collate, compute
 
     def __call__(self, order: list[list[int]]):
         for indices in order:
-            yield self.collate([self.rows[i] for i in indices])
+            yield self.compute.batch(self.collate([self.rows[i] for i in indices]))
 
 
 class Observer:
@@ -61,10 +62,10 @@ def predict(model: torch.nn.Module, batches: Batches, batch_size: int) -> list[A
     model.eval()
     order = sorted_batches(batches.lengths, batch_size)
     out: list[Any] = [None] * len(batches.lengths)
-    with torch.inference_mode():
+    with batches.compute.inference():
         for indices, batch in zip(order, batches(order), strict=True):
             batch.pop("labels", None)
-            argmax = model(**batch).logits.argmax(-1)
+            argmax = model(**batch).logits.argmax(-1).cpu()
             for row, i in enumerate(indices):
                 out[i] = argmax[row, : batches.lengths[i]] if argmax.dim() == 2 else argmax[row]
     return out
@@ -106,16 +107,19 @@ def train(
     collate: Any,
     cfg: Any,
     seed: int,
+    compute: Compute,
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
     observers: Sequence[Observer] = (),
 ) -> TrainResult:
-    """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch."""
-    train_batches = Batches(data.train, family, collate)
-    validation_batches = Batches(data.validation, family, collate)
+    """Fine-tune ``model`` (already on ``compute.device``) in place and leave it holding the weights of the best
+    validation epoch."""
+    train_batches = Batches(data.train, family, collate, compute)
+    validation_batches = Batches(data.validation, family, collate, compute)
     steps_per_epoch = math.ceil(len(train_batches.rows) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = _optimizer(model, cfg.lr, cfg.weight_decay)
+    scaler = compute.grad_scaler()
     schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     result, best_score, best_state = TrainResult(), -math.inf, None
     # disable=None: bars only on a terminal, never thousands of lines in a CI log
@@ -132,22 +136,25 @@ def train(
         started, loss_sum = time.perf_counter(), 0.0
 
         # -- forward / backward / step
-        for batch in train_batches(order):
-            loss = routing.loss(model, batch)
-            if not torch.isfinite(loss):
-                raise CellFailed(f"loss became {loss.item()} at epoch {epoch}, step {result.steps + 1}")
-            loss.backward()
+        for indices, batch in zip(order, train_batches(order), strict=True):
+            with compute.autocast():
+                loss = routing.loss(model, batch)
+            step_loss = loss.item()  # the step's one device sync
+            if not math.isfinite(step_loss):
+                raise CellFailed(f"loss became {step_loss} at epoch {epoch}, step {result.steps + 1}")
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             lr = schedule.get_last_lr()[0]  # the rate this step used
-            optimizer.step()
+            scaler.step(optimizer)  # skipped (and the scale lowered) when fp16 gradients overflowed
+            scaler.update()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             method.on_step(model, result.steps)
             routing.on_step(result.steps, total_steps)
             result.steps += 1
-            result.real_tokens += int(batch["attention_mask"].sum())
+            result.real_tokens += sum(train_batches.lengths[i] for i in indices)
             result.padded_tokens += batch["attention_mask"].numel()
-            step_loss = loss.item()
             loss_sum += step_loss
             for observer in observers:
                 observer.on_step(result.steps, {"loss": step_loss, "lr": lr})

@@ -70,7 +70,7 @@ def test_verbalizer_scoring_picks_the_most_likely_word(monkeypatch):
             ("Review: dull\nSentiment:", " terrible"): -0.7,
         }
     )
-    monkeypatch.setattr("harness.methods.prompting.load_lm", lambda name: lm)
+    monkeypatch.setattr("harness.methods.prompting.load_lm", lambda name, device: lm)
     method = build_method(
         ZeroShotParams(
             template="Review: {text}\nSentiment: {label}",
@@ -79,7 +79,7 @@ def test_verbalizer_scoring_picks_the_most_likely_word(monkeypatch):
         )
     )
     data = sst_data([("fine", "1")], ["loved it", "dull"])
-    assert method.predict(data, "classification", "test", seed=1) == [1, 0]
+    assert method.predict(data, "classification", "test", seed=1, device=torch.device("cpu")) == [1, 0]
     assert lm.prefixes == ["Is the review great or terrible?\n\n"]
 
 

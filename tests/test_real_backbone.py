@@ -6,10 +6,12 @@ import pytest
 
 from harness.models import get_backbone, packaged_minilm
 from harness.results import ResultStore
-from harness.runner import run_cells
+from harness.runner import RunOptions, run_cells
 from harness.suite import expand, load_suite
 
 from .conftest import SHARED_DATA
+
+QUIET = RunOptions(progress=False)
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/datasets")
 
@@ -31,7 +33,7 @@ def test_minilm_comes_from_the_installed_wheel_not_the_hub():
 def test_short_fine_tune_beats_chance_by_far(write, tmp_path, task, train, floor):
     """A thousand or two real examples already give the pretrained encoder a score no random model reaches."""
     path = write("suite.yaml", f"name: real\ntasks: [{task}]\nbackbones: [minilm-l6]\nseeds: [1]\ntrain: {train}\n")
-    run_cells(expand(load_suite(path), path), tmp_path / "out", progress=False, log=lambda _: None)
+    run_cells(expand(load_suite(path), path), tmp_path / "out", QUIET, log=lambda _: None)
     (record,) = ResultStore(tmp_path / "out").records()
     assert record.status == "done", record.error
     headline = record.metrics["headline"]

@@ -18,8 +18,10 @@ from harness.routing.hashing import balanced_hash
 from harness.routing.learned import capacity_keep, load_balancing_loss
 from harness.routing.moe import FFNExperts, Route, RoutedBlock, Tokens, dispatch
 from harness.routing.random import RandomRouter
-from harness.runner import run_cells
+from harness.runner import RunOptions, run_cells
 from harness.suite import expand, load_suite
+
+QUIET = RunOptions(progress=False)
 
 EXPERT_STRATEGIES = [name for name in routers if name not in ("none", "layerdrop")]
 
@@ -269,7 +271,7 @@ def test_routing_inputs_do_not_outlive_the_forward_pass():
 @pytest.mark.parametrize("strategy", list(routers))
 def test_every_strategy_trains_end_to_end_and_records_its_routing(toy, tmp_path, strategy):
     path = toy(routing=f"[{{strategy: {strategy}}}]")
-    summary = run_cells(expand(load_suite(path), path), tmp_path / "out", progress=False, log=lambda _: None)
+    summary = run_cells(expand(load_suite(path), path), tmp_path / "out", QUIET, log=lambda _: None)
     assert summary.failed == 0
     (record,) = ResultStore(tmp_path / "out").records()
     assert record.metrics["test"]["f1"] > 0.8, record.metrics["test"]

@@ -8,19 +8,19 @@ import signal
 import subprocess
 import sys
 
-import pytest
-
 from harness.results import ResultStore
-from harness.runner import run_cells
+from harness.runner import RunOptions, run_cells
 from harness.suite import expand, load_suite
 
-from .conftest import REPO, SHARED_DATA, bench
+from .conftest import REPO, bench
+
+QUIET = RunOptions(progress=False)
 
 
 def test_learns_a_toy_task_and_writes_a_full_record(toy, tmp_path):
     path = toy()
     out = tmp_path / "out"
-    summary = run_cells(expand(load_suite(path), path), out, progress=False, log=lambda _: None)
+    summary = run_cells(expand(load_suite(path), path), out, QUIET, log=lambda _: None)
     assert (summary.ran, summary.failed) == (1, 0)
     (record,) = ResultStore(out).records()
     assert record.status == "done"
@@ -41,7 +41,7 @@ def test_same_seed_same_numbers(toy, tmp_path):
     path = toy(epochs=2)
     cells = expand(load_suite(path), path)
     for name in ("a", "b"):
-        run_cells(cells, tmp_path / name, progress=False, log=lambda _: None)
+        run_cells(cells, tmp_path / name, QUIET, log=lambda _: None)
     a, b = (ResultStore(tmp_path / name).records()[0] for name in ("a", "b"))
     assert a.metrics == b.metrics
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
@@ -52,7 +52,7 @@ def test_failed_cell_is_recorded_and_the_suite_goes_on(toy, tmp_path):
     bad, good = toy(lr=1e30, name="bad.yaml"), toy(epochs=1, name="good.yaml")
     cells = expand(load_suite(bad), bad) + expand(load_suite(good), good)
     lines: list[str] = []
-    summary = run_cells(cells, tmp_path / "out", progress=False, log=lines.append)
+    summary = run_cells(cells, tmp_path / "out", QUIET, log=lines.append)
     assert (summary.ran, summary.failed) == (2, 1)
     failed, done = sorted(ResultStore(tmp_path / "out").records(), key=lambda r: r.status != "failed")
     assert failed.status == "failed" and "loss became nan" in failed.error.lower()
@@ -89,10 +89,8 @@ def test_resume_after_sigkill_mid_cell(toy, tmp_path):
     assert not list(out.glob("*/.*.tmp"))
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/datasets")
-def test_smoke_suite_end_to_end_and_report(tmp_path):
-    out, report = tmp_path / "out", tmp_path / "report"
-    result = bench("run", "suites/smoke.yaml", "--out", str(out), "--report", str(report), "--quiet", "--save-weights")
+def test_smoke_suite_end_to_end_and_report(smoke_serial, tmp_path):
+    out, report, result = smoke_serial
     assert result.returncode == 0, result.stderr
     assert "## conll2003" in result.stdout and "## sst2" in result.stdout
     hashes = {p.stem for p in (out / "cells").glob("*.json")}
@@ -112,7 +110,7 @@ def test_smoke_suite_end_to_end_and_report(tmp_path):
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / "leaderboard.md").read_text() == md
 
-    rerun = bench("run", "suites/smoke.yaml", "--out", str(out), "--report", str(report))
+    rerun = bench("run", "suites/smoke.yaml", "--out", str(out), "--report", str(tmp_path / "rerun"))
     assert rerun.returncode == 0 and rerun.stderr.count("done earlier, skipped") == 6
 
 

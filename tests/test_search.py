@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -19,43 +17,14 @@ from optuna.trial import TrialState
 
 from harness.errors import BenchError
 from harness.results import ResultStore
-from harness.runner import run_cells
+from harness.runner import RunOptions, run_cells
 from harness.search_space import CategoricalParam, FloatParam, IntParam, LogFloatParam
 from harness.suite import expand, load_suite
 
-from .conftest import REPO, SHARED_DATA, bench, toy_ner_lines
+from .conftest import REPO, bench, free_port, get_when_up, toy_ner_lines
 
-SEARCHED = """
-name: searched
-tasks:
-  - name: toy-ner
-    type: ner
-    format: conll
-    files: {{train: train.conll, validation: validation.conll, test: {test}}}
-backbones: [tiny-bert]
-seeds: [1, 2]
-data_dir: .
-train: {{epochs: 3, batch_size: 16, lr: 3.0e-3, max_length: 32, warmup_ratio: 0.0}}
-search:
-  trials: {trials}
-  heartbeat_seconds: 1
-  pruner: median
-  space:
-    lr: {{type: log_float, low: 3.0e-4, high: 1.0e-2}}
-    warmup_ratio: {{type: float, low: 0.0, high: 0.2}}
-"""
+QUIET = RunOptions(progress=False)
 
-
-@pytest.fixture
-def searched(tmp_path: Path, write):
-    """A toy NER suite with a search block; ``searched(trials=…, test=…)`` returns its path."""
-    for split, n, seed in (("train", 300, 0), ("validation", 60, 1), ("test", 80, 2)):
-        (tmp_path / f"{split}.conll").write_text(toy_ner_lines(n, seed))
-
-    def make(trials: int = 4, test: str = "test.conll", name: str = "suite.yaml") -> Path:
-        return write(name, SEARCHED.format(trials=trials, test=test))
-
-    return make
 
 
 def _trials(out: Path) -> list[optuna.trial.FrozenTrial]:
@@ -166,7 +135,7 @@ def test_selection_never_reads_the_test_split(searched, tmp_path):
     for test in ("test.conll", "test-all-O.conll"):
         path = searched(trials=4, test=test, name=f"{test}.yaml")
         outs[test] = tmp_path / f"out-{test}"
-        run_cells(expand(load_suite(path), path), outs[test], progress=False, log=lambda _: None)
+        run_cells(expand(load_suite(path), path), outs[test], QUIET, log=lambda _: None)
 
     a, b = (_trials(out) for out in outs.values())
     assert [(t.state, t.params, t.value, t.intermediate_values) for t in a] == [
@@ -260,98 +229,6 @@ def _wait_for(condition, timeout: float = 60) -> None:
 # ---------------------------------------------------------------------------------------------- tracking
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, server: subprocess.Popen, timeout: float = 90) -> str:
-    """The body at ``url`` once the server behind it answers (fails if the server exits first)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.read().decode()
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no answer from {url} (exit code {server.poll()})") from None
-            time.sleep(0.5)
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
-    """A real ``mlflow server`` on 127.0.0.1 with a SQLite backend; stopped by its PID."""
-    port = _free_port()
-    command = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{tmp_path / 'server.db'}",
-        "--artifacts-destination",
-        str(tmp_path / "server-artifacts"),
-    ]
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _get(f"{url}/health", server)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server's workers are its children: stop the whole group
-        server.wait(timeout=30)
-        log.close()
-
-
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/datasets")
-def test_smoke_suite_logs_to_an_mlflow_server(mlflow_server, tmp_path):
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    out = tmp_path / "out"
-    args = ("run", "suites/smoke.yaml", "--out", str(out), "--report", str(tmp_path / "r"), "--quiet")
-    result = bench(*args, "--tracking-uri", mlflow_server)
-    assert result.returncode == 0, result.stderr
-    assert not (out / "mlflow.db").exists()  # everything went to the server
-
-    mlflow.set_tracking_uri(mlflow_server)
-    runs = mlflow.search_runs(experiment_names=["smoke"])
-    parents = runs[runs["tags.bench.kind"] == "group"]
-    seeds = runs[runs["tags.bench.kind"] == "seed"]
-    records = {r.config_hash: r for r in ResultStore(out).records()}
-    assert len(parents) == 4 and len(seeds) == 6  # smoke: 4 cells without their seed, 6 cells
-    assert set(seeds["tags.mlflow.parentRunId"]) == set(parents["run_id"])
-    assert set(seeds["tags.bench.config_hash"]) == set(records)
-    assert set(runs["status"]) == {"FINISHED"}
-    assert all(runs["tags.mlflow.source.git.commit"].str.len() == 40)
-    assert set(runs["tags.bench.version.torch"]) == {records[next(iter(records))].env["torch"]}
-
-    client = MlflowClient(tracking_uri=mlflow_server)
-    for _, run in seeds.iterrows():
-        record = records[run["tags.bench.config_hash"]]
-        headline = record.metrics["headline"]
-        assert run[f"metrics.test/{headline}"] == pytest.approx(record.metrics["test"][headline])
-        assert run["params.train.lr"] == str(record.config["train"]["lr"])
-        steps = client.get_metric_history(run["run_id"], "train/loss")
-        assert [m.step for m in steps] == list(range(1, record.cost["steps"] + 1))
-        epochs = client.get_metric_history(run["run_id"], f"validation/{headline}")
-        assert [m.value for m in epochs] == pytest.approx([h["validation"][headline] for h in record.history])
-        artifacts = {a.path for a in client.list_artifacts(run["run_id"])}
-        expected = {"record.json", "predictions.json"} | ({"per_type.json"} if headline == "f1" else set())
-        assert artifacts == expected
-
-    # a second run finds every cell done and adds no run
-    assert bench(*args, "--tracking-uri", mlflow_server).returncode == 0
-    again = mlflow.search_runs(experiment_names=["smoke"])
-    assert sorted(again["run_id"]) == sorted(runs["run_id"])
-
-
 def test_default_stores_under_the_results_a_journal_file_and_tracking_off(searched, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     path, journal = searched(trials=2), tmp_path / "studies.log"
@@ -370,13 +247,13 @@ def test_default_stores_under_the_results_a_journal_file_and_tracking_off(search
     assert [(t.params, t.value) for t in trials] == [(t.params, t.value) for t in _trials(tmp_path / "on")]
 
     # optuna-dashboard serves the study straight from the storage the run wrote
-    port = _free_port()
+    port = free_port()
     dashboard = [str(Path(sys.executable).parent / "optuna-dashboard"), "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(
         [*dashboard, f"sqlite:///{tmp_path / 'on' / 'optuna.db'}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies", server))["study_summaries"]
+        studies = json.loads(get_when_up(f"http://127.0.0.1:{port}/api/studies", server))["study_summaries"]
         assert [s["study_name"] for s in studies] == [f"searched-{expand(load_suite(path), path)[0].group_hash}"]
     finally:
         server.terminate()

@@ -88,13 +88,15 @@ class Baseline(Method):
 
     trains: ClassVar[bool] = False
 
-    def predict(self, data: Any, task_type: str, split: str, seed: int, progress: bool = False) -> list[Any]:
-        """Predictions for ``data.<split>`` in the family's decoded form (tags per word, class ids); with
-        ``progress``, a bar on a terminal."""
+    def predict(
+        self, data: Any, task_type: str, split: str, seed: int, device: torch.device, progress: bool = False
+    ) -> list[Any]:
+        """Predictions for ``data.<split>`` in the family's decoded form (tags per word, class ids), computed on
+        ``device``; with ``progress``, a bar on a terminal."""
         raise NotImplementedError
 
-    def total_params(self) -> int:
-        """Parameters of the model the method consults (a language model); 0 for rules."""
+    def total_params(self, device: torch.device) -> int:
+        """Parameters of the model the method consults (a language model, loaded on ``device``); 0 for rules."""
         return 0
 
 

@@ -4,10 +4,13 @@ and for NER the most frequent training tag of each word (unseen words: O), repai
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness.methods import Baseline, methods
 from harness.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MajorityParams(Strict):
@@ -44,7 +47,9 @@ class Majority(Baseline):
             return "majority reads the whole training split; it has no few-shot regime"
         return super().conflict(task_type, routing, regime)
 
-    def predict(self, data: Any, task_type: str, split: str, seed: int, progress: bool = False) -> list[Any]:
+    def predict(
+        self, data: Any, task_type: str, split: str, seed: int, device: torch.device, progress: bool = False
+    ) -> list[Any]:
         examples = getattr(data, split).examples
         if task_type == "classification":  # one class id for every example
             return [most_frequent(data.train.gold)] * len(examples)

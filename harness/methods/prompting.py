@@ -14,6 +14,7 @@ import random
 import re
 from typing import Annotated, Any, Literal
 
+import torch
 from pydantic import Field, model_validator
 from seqeval.metrics.sequence_labeling import get_entities
 from tqdm.auto import tqdm
@@ -101,8 +102,8 @@ class InContext(Baseline):
             return f"a {task_type} template must end with {answer}"
         return super().conflict(task_type, routing, regime)
 
-    def total_params(self) -> int:
-        return sum(p.numel() for p in load_lm(self.params.lm).model.parameters())
+    def total_params(self, device: torch.device) -> int:
+        return sum(p.numel() for p in load_lm(self.params.lm, device).model.parameters())
 
     # -- demonstrations
 
@@ -171,9 +172,11 @@ class InContext(Baseline):
 
     # -- prediction
 
-    def predict(self, data: Any, task_type: str, split: str, seed: int, progress: bool = False) -> list[Any]:
+    def predict(
+        self, data: Any, task_type: str, split: str, seed: int, device: torch.device, progress: bool = False
+    ) -> list[Any]:
         lm, examples, prefix = (
-            load_lm(self.params.lm),
+            load_lm(self.params.lm, device),
             getattr(data, split).examples,
             self.prefix(data, task_type, seed),
         )

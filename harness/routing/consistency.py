@@ -27,7 +27,7 @@ def two_pass_loss(
     """CE₁ + CE₂ + α · ½(KL(p₁‖p₂) + KL(p₂‖p₁)) (+ both passes' auxiliary losses): each pass draws its own
     random experts, the consistency term pulls the two predictions together."""
     first = model(**batch)
-    aux = sum(context.aux_losses, torch.zeros(()))
+    aux = sum(context.aux_losses, first.loss.new_zeros(()))
     second = model(**batch)
-    aux = aux + sum(context.aux_losses, torch.zeros(()))
+    aux = aux + sum(context.aux_losses, first.loss.new_zeros(()))
     return first.loss + second.loss + alpha * symmetric_kl(first.logits, second.logits, batch["labels"]) + aux
