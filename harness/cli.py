@@ -97,6 +97,7 @@ def run(
 ) -> None:
     """Run every cell of a suite not yet done (searching hyperparameters first where the suite has a search
     block), then print and write the leaderboard."""
+    from harness.device import resolve_device
     from harness.report import write_report
     from harness.results import ResultStore
     from harness.runner import RunOptions, run_cells
@@ -104,6 +105,7 @@ def run(
 
     if workers is not None and scheduler is not None:
         raise BenchError("--workers starts a local cluster, --scheduler uses a running one: give one of them")
+    resolve_device(device)  # before anything is loaded; workers check again where they run
     loaded, cells = _load(suite, profile)
     if seed:
         unknown = sorted(set(seed) - set(loaded.seeds))

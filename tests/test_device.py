@@ -90,4 +90,3 @@ def test_every_strategy_trains_and_predicts_under_bf16_autocast(strategy, method
     assert torch.allclose(got.float()[real], expected[real], atol=0.05), (got.float() - expected).abs().max()
     if strategy in EXPERT_STRATEGIES:
         assert routing.telemetry()["layers"]
-

@@ -108,7 +108,7 @@ def test_causal_lm_score_with_a_shared_prefix_equals_scoring_the_whole_text():
         num_attention_heads=4,
         num_key_value_heads=2,
     )
-    lm = CausalLM(tokenizer, LlamaForCausalLM(config))
+    lm = CausalLM(tokenizer, LlamaForCausalLM(config), torch.device("cpu"))
     prefix, pairs = "a review follows .", [("it was", " great"), ("it was really quite", " bad and dull")]
     got = lm.score(prefix, pairs)
     assert lm.score(prefix, pairs[::-1]) == pytest.approx(got[::-1], abs=1e-5)  # reuses the encoded prefix

@@ -26,7 +26,6 @@ from .conftest import REPO, bench, free_port, get_when_up, toy_ner_lines
 QUIET = RunOptions(progress=False)
 
 
-
 def _trials(out: Path) -> list[optuna.trial.FrozenTrial]:
     storage = f"sqlite:///{out / 'optuna.db'}"
     (study,) = optuna.get_all_study_summaries(storage)
