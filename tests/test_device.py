@@ -40,7 +40,9 @@ def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
 def test_a_device_that_is_not_here_is_one_line_and_exit_2(toy, tmp_path, flag, message):
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # hides any GPU of the machine running the tests, in the child too
     try:
-        result = bench("run", str(toy()), "--out", str(tmp_path / "out"), "--device", flag)
+        result = bench(
+            "run", str(toy()), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r"), "--device", flag
+        )
     finally:
         del os.environ["CUDA_VISIBLE_DEVICES"]
     assert result.returncode == 2

@@ -156,7 +156,16 @@ def test_a_searched_suite_spreads_its_trials_over_two_workers(searched, tmp_path
 
 
 def test_a_failing_cell_is_recorded_once_not_retried_on_workers(toy, tmp_path):
-    result = bench("run", str(toy(lr=1e30, epochs=1)), "--out", str(tmp_path / "out"), "--workers", "2")
+    result = bench(
+        "run",
+        str(toy(lr=1e30, epochs=1)),
+        "--out",
+        str(tmp_path / "out"),
+        "--report",
+        str(tmp_path / "r"),
+        "--workers",
+        "2",
+    )
     assert result.returncode == 1, result.stderr
     assert result.stderr.count("FAILED: CellFailed: loss became nan") == 1
     assert result.stderr.count(": running") == 1
@@ -166,7 +175,7 @@ def test_a_failing_cell_is_recorded_once_not_retried_on_workers(toy, tmp_path):
 
 def test_ctrl_c_stops_the_workers_and_leaves_no_partial_record(toy, tmp_path):
     path = toy(seeds="[1, 2]", epochs=40)
-    proc = _popen("run", str(path), "--out", str(tmp_path / "out"), "--workers", "2")
+    proc = _popen("run", str(path), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r"), "--workers", "2")
     lines, workers = [], []
     for line in proc.stderr:
         lines.append(line)
@@ -195,7 +204,9 @@ def test_an_existing_cluster_runs_the_suite_and_an_unreachable_one_is_one_line(t
     )
     try:
         suite = toy(seeds="[1, 2]", epochs=1)
-        result = bench("run", str(suite), "--out", str(tmp_path / "out"), "--scheduler", address)
+        result = bench(
+            "run", str(suite), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r"), "--scheduler", address
+        )
         assert result.returncode == 0, result.stderr
         assert sorted(r.status for r in ResultStore(tmp_path / "out").records()) == ["done", "done"]
     finally:
@@ -204,7 +215,9 @@ def test_an_existing_cluster_runs_the_suite_and_an_unreachable_one_is_one_line(t
             process.wait(timeout=30)
         logs.close()
 
-    gone = bench("run", str(toy()), "--out", str(tmp_path / "out2"), "--scheduler", address)
+    gone = bench(
+        "run", str(toy()), "--out", str(tmp_path / "out2"), "--report", str(tmp_path / "r"), "--scheduler", address
+    )
     assert gone.returncode == 2
     assert gone.stderr.startswith(f"error: --scheduler {address}: cannot reach a Dask scheduler there")
     assert len(gone.stderr.strip().splitlines()) == 1
@@ -239,12 +252,12 @@ def test_local_workers_split_the_cores_and_get_one_gpu_each():
 
 def test_one_run_per_output_folder_and_a_killed_runs_lock_does_not_block(toy, tmp_path):
     path, out = toy(seeds="[1, 2]", epochs=200), tmp_path / "out"
-    proc = _popen("run", str(path), "--out", str(out))
+    proc = _popen("run", str(path), "--out", str(out), "--report", str(tmp_path / "r"))
     try:
         for line in proc.stderr:
             if "epoch 1/200" in line:
                 break
-        second = bench("run", str(path), "--out", str(out))
+        second = bench("run", str(path), "--out", str(out), "--report", str(tmp_path / "r"))
         assert second.returncode == 2
         assert second.stderr.strip().startswith(f"error: {out}: in use by bench run (pid {proc.pid} on ")
         os.kill(proc.pid, signal.SIGKILL)
@@ -252,5 +265,5 @@ def test_one_run_per_output_folder_and_a_killed_runs_lock_does_not_block(toy, tm
         proc.wait(timeout=60)
     assert (out / ".lock").read_text().startswith("bench run (pid")  # left behind by the killed run
     faster = toy(seeds="[1, 2]", epochs=1, name="faster.yaml")  # same folder, a quicker suite to finish
-    third = bench("run", str(faster), "--out", str(out), "--quiet")
+    third = bench("run", str(faster), "--out", str(out), "--report", str(tmp_path / "r"), "--quiet")
     assert third.returncode == 0, third.stderr
