@@ -6,7 +6,7 @@ Prints both wall times and their ratio, and the driver's own CPU time per cell i
 predictions, MLflow replay, scheduling: everything this process does while the workers train), from which
 the number of workers one driver can feed follows: a cell's worker time divided by the driver's time per cell.
 
-    .venv/bin/python benchmarks/parallel.py --suite suites/nightly.yaml --seed 1 [--workers 2]
+    .venv/bin/python benchmarks/parallel.py --suite suites/nightly.yaml --seed 1 [--workers 2] [--device cuda]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--profile", default=None)
     parser.add_argument("--seed", type=int, nargs="*", help="only these seeds of the suite")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (workers: one GPU each)")
     args = parser.parse_args()
 
     cells = [
@@ -48,10 +49,14 @@ def main() -> None:
     threads = torch.get_num_threads()
     print(f"{args.suite}: {len(cells)} cells; serial with {threads} torch threads vs {args.workers} workers")
     with tempfile.TemporaryDirectory() as tmp:
-        serial_wall, _ = _run(cells, Path(tmp) / "serial", RunOptions(progress=False))
+        serial_wall, _ = _run(cells, Path(tmp) / "serial", RunOptions(progress=False, device=args.device))
         print(f"serial:   {serial_wall:.0f} s")
         parallel = Path(tmp) / "parallel"
-        parallel_wall, driver_cpu = _run(cells, parallel, RunOptions(progress=False, workers=args.workers))
+        parallel_wall, driver_cpu = _run(
+            cells,
+            parallel,
+            RunOptions(progress=False, device=args.device, workers=args.workers),
+        )
         print(f"parallel: {parallel_wall:.0f} s on {args.workers} workers")
         cell_wall = statistics.mean(r.cost["wall_seconds"] for r in ResultStore(parallel).records())
 

@@ -114,7 +114,15 @@ def run(
         cells = [c for c in cells if c.seed in seed]
     results = out_dir or Path("results") / loaded.name
     tracker = Tracker((tracking_uri or default_uri(results)) if tracking else None, results)
-    options = RunOptions(force, not quiet, save_weights, storage, device, workers, scheduler)
+    options = RunOptions(
+        force=force,
+        progress=not quiet,
+        save_weights=save_weights,
+        storage=storage,
+        device=device,
+        workers=workers,
+        scheduler=scheduler,
+    )
     summary = run_cells(cells, results, options, log=_log(quiet), tracker=tracker)
     ran = set(summary.hashes)  # not records left in the folder by an earlier version of the suite
     store = ResultStore(results)

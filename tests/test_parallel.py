@@ -236,15 +236,17 @@ def test_remote_workers_refuse_a_sqlite_study(searched, tmp_path):
 
 
 def test_local_workers_split_the_cores_and_get_one_gpu_each():
-    """The GPU path's wiring, checked without GPUs: worker i sees only GPU i, torch gets its share of threads."""
+    """The GPU path's wiring, checked without GPUs: worker i sees only GPU i, torch gets its share of threads,
+    glibc keeps its own malloc tuning."""
     cluster = local_cluster(2, threads=1, gpus=["0", "1"])
     try:
         from distributed import Client
 
         with Client(cluster, set_as_default=False) as client:
             assert client.scheduler.address.startswith("tcp://127.0.0.1:")
-            env = client.run(lambda: (os.environ["CUDA_VISIBLE_DEVICES"], os.environ["OMP_NUM_THREADS"]))
-            assert sorted(env.values()) == [("0", "1"), ("1", "1")]
+            names = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
+            env = client.run(lambda: tuple(os.environ.get(name) for name in names))
+            assert sorted(env.values()) == [("0", "1", None), ("1", "1", None)]
             assert all(address.startswith("tcp://127.0.0.1:") for address in env)
     finally:
         cluster.close()
@@ -267,3 +269,38 @@ def test_one_run_per_output_folder_and_a_killed_runs_lock_does_not_block(toy, tm
     faster = toy(seeds="[1, 2]", epochs=1, name="faster.yaml")  # same folder, a quicker suite to finish
     third = bench("run", str(faster), "--out", str(out), "--report", str(tmp_path / "r"), "--quiet")
     assert third.returncode == 0, third.stderr
+
+
+def test_the_readme_slurm_example_makes_the_job_script_it_promises(monkeypatch):
+    """The README's dask-jobqueue script, run as written except for its scheduler's address (127.0.0.1 here) and
+    without submitting jobs: its arguments must be the installed dask-jobqueue's and say what the README says."""
+    import builtins
+
+    import dask_jobqueue
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("from dask_jobqueue import SLURMCluster")
+    example = readme[start : readme.index("```", start)]
+    made: list = []
+
+    class Local(dask_jobqueue.SLURMCluster):
+        def __init__(self, **kwargs):
+            kwargs["scheduler_options"] = kwargs["scheduler_options"] | {"host": "127.0.0.1", "port": free_port()}
+            super().__init__(**kwargs)
+            made.append(self)
+
+        def scale(self, jobs=0, **kwargs):
+            made.append(jobs)
+
+    monkeypatch.setattr(dask_jobqueue, "SLURMCluster", Local)
+    monkeypatch.setattr(builtins, "input", lambda *_: "")
+    try:
+        exec(compile(example, "README.md", "exec"), {})
+        cluster, jobs = made
+        script = cluster.job_script()
+    finally:
+        made[0].close()
+    assert jobs == 8
+    assert "#SBATCH -p gpu" in script and "#SBATCH --gres=gpu:1" in script and "#SBATCH -t 08:00:00" in script
+    assert "source /path/to/routebench/.venv/bin/activate" in script
+    assert "--nworkers 1" in script and cluster.scheduler_address.startswith("tcp://127.0.0.1:")
