@@ -37,7 +37,7 @@ class Task:
 
 @dataclass
 class Counts:
-    """What the engine has seen, for a progress display."""
+    """What a Dask engine has seen, for the progress bar."""
 
     submitted: int = 0
     running: set[str] = field(default_factory=set)
@@ -52,25 +52,17 @@ class SerialEngine:
     workers = 1
 
     def __init__(self, log: Log, device: str) -> None:
-        self.log, self.device, self.counts = log, device, Counts()
+        self.log, self.device = log, device
         self._queue: list[tuple[int, int, Task]] = []
         self._order = itertools.count()
 
     def submit(self, task: Task) -> None:
         heapq.heappush(self._queue, (task.position, next(self._order), task))
-        self.counts.submitted += 1
 
     def results(self) -> Iterator[tuple[Task, Any]]:
         while self._queue:
             _, _, task = heapq.heappop(self._queue)
-            self.counts.running.add(task.key)
-            result = task.fn(*task.args, self.log)
-            self.counts.running.discard(task.key)
-            self.counts.finished += 1
-            yield task, result
-
-    def close(self) -> None:
-        self._queue.clear()
+            yield task, task.fn(*task.args, self.log)
 
 
 class DaskEngine:

@@ -5,6 +5,7 @@ start are stopped by PID."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,14 +107,18 @@ def test_two_workers_run_the_smoke_suite_to_a_serial_runs_records_and_log_to_a_s
 
 
 def test_a_worker_killed_mid_cell_costs_a_rerun_and_nothing_else(toy, tmp_path):
-    path = toy(seeds="[1, 2, 3]", epochs=3)
+    path = toy(seeds="[1, 2, 3]", epochs=6)
     out, reference = tmp_path / "out", tmp_path / "serial"
     proc = _popen("run", str(path), "--out", str(out), "--report", str(tmp_path / "r"), "--workers", "2")
-    lines, killed = [], None
+    lines, killed, inside = [], None, set()
     try:
         for line in proc.stderr:
             lines.append(line)
-            if killed is None and "epoch 1/3" in line:  # both workers are inside a cell (3 cells, 2 workers)
+            if match := re.search(r"\[cell-(\w+)\] epoch", line):
+                inside.add(match.group(1))
+            if match := re.search(r"\((\w+)\): test f1", line):
+                inside.discard(match.group(1))
+            if killed is None and len(inside) == 2:  # both workers are inside a cell: either one will do
                 killed = _workers(proc.pid)[0]
                 killed.send_signal(signal.SIGKILL)
         proc.wait(timeout=300)
@@ -302,5 +307,7 @@ def test_the_readme_slurm_example_makes_the_job_script_it_promises(monkeypatch):
         made[0].close()
     assert jobs == 8
     assert "#SBATCH -p gpu" in script and "#SBATCH --gres=gpu:1" in script and "#SBATCH -t 08:00:00" in script
+    assert "#SBATCH --cpus-per-task=8" in script and "export OMP_NUM_THREADS=8" in script
     assert "source /path/to/routebench/.venv/bin/activate" in script
-    assert "--nworkers 1" in script and cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+    assert "--nthreads 1 " in script and "--no-nanny" in script and "--nworkers" not in script
+    assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
