@@ -59,6 +59,30 @@ def list_known() -> None:
     out.print(f"prompt LMs: {', '.join(language_models)} (or a hub id or a local folder)")
 
 
+SaveWeightsOpt = Annotated[
+    bool, typer.Option(help="Keep each cell's trained weights under <out>/weights/<config hash>.")
+]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(help="Optuna storage for searches: an RDB URL or a journal file (default: <out>/optuna.db)."),
+]
+TrackingUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI or server (default: sqlite:///<out>/mlflow.db)."
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option(help="Where cells compute: auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps.")
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option(min=1, help="Run cells in parallel on a local Dask cluster of this many worker processes.")
+]
+SchedulerOpt = Annotated[
+    str | None, typer.Option(help="Run cells on the Dask cluster of this scheduler (tcp://HOST:PORT).")
+]
+
+
 @app.command()
 def run(
     suite: SuiteArg,
@@ -70,30 +94,13 @@ def run(
     seed: Annotated[list[int] | None, typer.Option(help="Run only this seed of the suite (repeatable).")] = None,
     force: Annotated[bool, typer.Option(help="Redo cells that are already done.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or per-cell lines (for CI).")] = False,
-    save_weights: Annotated[
-        bool, typer.Option(help="Keep each cell's trained weights under <out>/weights/<config hash>.")
-    ] = False,
-    storage: Annotated[
-        str | None,
-        typer.Option(help="Optuna storage for searches: an RDB URL or a journal file (default: <out>/optuna.db)."),
-    ] = None,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI or server (default: sqlite:///<out>/mlflow.db)."
-        ),
-    ] = None,
+    save_weights: SaveWeightsOpt = False,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingUriOpt = None,
     tracking: Annotated[bool, typer.Option(help="Log runs to MLflow.")] = True,
-    device: Annotated[
-        str, typer.Option(help="Where cells compute: auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps.")
-    ] = "auto",
-    workers: Annotated[
-        int | None,
-        typer.Option(min=1, help="Run cells in parallel on a local Dask cluster of this many worker processes."),
-    ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Run cells on the Dask cluster of this scheduler (tcp://HOST:PORT).")
-    ] = None,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Run every cell of a suite not yet done (searching hyperparameters first where the suite has a search
     block), then print and write the leaderboard."""
@@ -107,11 +114,7 @@ def run(
         raise BenchError("--workers starts a local cluster, --scheduler uses a running one: give one of them")
     resolve_device(device)  # before anything is loaded; workers check again where they run
     loaded, cells = _load(suite, profile)
-    if seed:
-        unknown = sorted(set(seed) - set(loaded.seeds))
-        if unknown:
-            raise BenchError(f"--seed {unknown[0]}: not a seed of suite {loaded.name!r} (seeds: {loaded.seeds})")
-        cells = [c for c in cells if c.seed in seed]
+    cells = _of_seeds(loaded, cells, seed)
     results = out_dir or Path("results") / loaded.name
     tracker = Tracker((tracking_uri or default_uri(results)) if tracking else None, results)
     options = RunOptions(
@@ -136,6 +139,16 @@ def run(
     )
     if summary.failed:
         raise typer.Exit(1)  # every record is written; the exit status tells CI that a cell failed
+
+
+def _of_seeds(loaded, cells: list, seeds: list[int] | None) -> list:
+    """The cells of ``--seed`` (all when none is given); a seed the suite does not have is an error."""
+    if not seeds:
+        return cells
+    unknown = sorted(set(seeds) - set(loaded.seeds))
+    if unknown:
+        raise BenchError(f"--seed {unknown[0]}: not a seed of suite {loaded.name!r} (seeds: {loaded.seeds})")
+    return [c for c in cells if c.seed in seeds]
 
 
 ResultsArg = Annotated[Path, typer.Argument(help="A results folder written by `bench run`.")]

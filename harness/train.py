@@ -98,6 +98,34 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
     return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
+def _step(
+    model: torch.nn.Module,
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    schedule: Any,
+    max_grad_norm: float,
+) -> float:
+    """Backward, clip, step, schedule; returns the learning rate the step used."""
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    lr = schedule.get_last_lr()[0]
+    scaler.step(optimizer)  # skipped (and the scale lowered) when fp16 gradients overflowed
+    scaler.update()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return lr
+
+
+def _epoch_line(entry: dict, epochs: int, headline: str, seconds: float) -> str:
+    routed = "".join(f", {k} {v}" for k, v in entry.get("routing", {}).items())
+    return (
+        f"  epoch {entry['epoch']}/{epochs}: train loss {entry['train_loss']:.4f}, "
+        f"validation {headline} {entry['validation'][headline]:.4f}{routed} ({seconds:.0f}s training)"
+    )
+
+
 def train(
     model: torch.nn.Module,
     method: Method,
@@ -142,14 +170,7 @@ def train(
             step_loss = loss.item()  # the step's one device sync
             if not math.isfinite(step_loss):
                 raise CellFailed(f"loss became {step_loss} at epoch {epoch}, step {result.steps + 1}")
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            lr = schedule.get_last_lr()[0]  # the rate this step used
-            scaler.step(optimizer)  # skipped (and the scale lowered) when fp16 gradients overflowed
-            scaler.update()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+            lr = _step(model, loss, optimizer, scaler, schedule, cfg.max_grad_norm)
             method.on_step(model, result.steps)
             routing.on_step(result.steps, total_steps)
             result.steps += 1
@@ -169,11 +190,7 @@ def train(
         entry = {"epoch": epoch, "train_loss": loss_sum / len(order), "validation": metrics}
         entry |= _routing_summary(routing.telemetry())
         result.history.append(entry)
-        routed = "".join(f", {k} {v}" for k, v in entry.get("routing", {}).items())
-        log(
-            f"  epoch {epoch}/{cfg.epochs}: train loss {loss_sum / len(order):.4f}, "
-            f"validation {family.headline} {score:.4f}{routed} ({epoch_seconds:.0f}s training)"
-        )
+        log(_epoch_line(entry, cfg.epochs, family.headline, epoch_seconds))
         for observer in observers:
             observer.on_epoch(entry, result.steps, total_steps)
         if score > best_score:
