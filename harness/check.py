@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from harness.atomic import write_json_atomic
 from harness.errors import BenchError
-from harness.results import Record, write_json_atomic
+from harness.results import Record
 from harness.suite import CheckRule, group_hash
 
 

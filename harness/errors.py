@@ -7,3 +7,9 @@ class BenchError(Exception):
 
 class CellFailed(Exception):
     """A cell could not finish (e.g. the loss became NaN); the runner records it and moves on."""
+
+
+def dependency_error(what: str, error: BaseException, advice: str) -> BenchError:
+    """A library's failure at the boundary of a store or file, as one line: what failed, its first line, advice."""
+    lines = str(error).strip().splitlines()
+    return BenchError(f"{what}: {type(error).__name__}: {lines[0] if lines else ''}; {advice}")

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.atomic import remove_temporaries, write_text_atomic
+from harness.faults import stop_point
 from harness.results import Record, to_frame
 from harness.stats import bootstrap_ci
 from harness.suite import ReportSettings
@@ -208,7 +210,9 @@ def write_report(
     """``leaderboard.md``, ``.csv``, ``.tex`` and ``index.html`` (self-contained, plots embedded) under ``out``."""
     from harness.report_html import render_html
 
-    out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "plots"):
+        if folder.is_dir():
+            remove_temporaries(folder)  # of a report killed while being written
     tables = leaderboards(records, scores, settings)
     suite = records[0].suite if records else ""
     note = "scores ×100; test mean ± sd over seeds; 95% CI: bootstrap of the mean; Δ and p: against the baseline row"
@@ -220,10 +224,11 @@ def write_report(
         body = rendered(table, _latex_escape, (r"\textbf{", "}"))
         latex.append(f"% {task}\n" + body.to_latex(index=False, escape=False, column_format="l" * body.shape[1]))
     md, csv, tex = out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.tex"
-    md.write_text("\n".join(sections))
-    tex.write_text("\n".join(latex))
+    write_text_atomic(md, "\n".join(sections))
+    stop_point("report")
+    write_text_atomic(tex, "\n".join(latex))
     raw = [t.drop(columns=["hashes"]).assign(task=task) for task, t in tables.items()]
-    (pd.concat(raw) if raw else pd.DataFrame()).to_csv(csv, index=False)
+    write_text_atomic(csv, (pd.concat(raw) if raw else pd.DataFrame()).to_csv(index=False))
     html = out / "index.html"
-    html.write_text(render_html(suite, records, tables, out))
+    write_text_atomic(html, render_html(suite, records, tables, out))
     return [md, csv, tex, html]

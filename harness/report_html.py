@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from harness import plots
+from harness.atomic import write_bytes_atomic
 from harness.report import rendered
 from harness.results import Record
 
@@ -51,12 +52,11 @@ def _png(figure: plt.Figure, path: Path) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
-    path.write_bytes(buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
     return base64.b64encode(buffer.getvalue()).decode()
 
 
 def render_html(suite: str, records: list[Record], tables: dict[str, pd.DataFrame], out: Path) -> str:
-    (out / "plots").mkdir(exist_ok=True)
     drawn = [
         ("Score against trainable parameters", "the red steps are the Pareto front", plots.pareto(tables)),
         ("Few-shot regimes", "mean ± sd over seeds per k; dots are single seeds", plots.few_shot(records)),

@@ -8,7 +8,6 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -19,7 +18,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import harness
+from harness.atomic import remove_temporaries, write_bytes_atomic, write_json_atomic
 from harness.errors import BenchError
+from harness.faults import stop_point
 from harness.methods import describe as describe_method
 from harness.routing import describe
 from harness.suite import regime_label
@@ -67,25 +68,6 @@ def _git(repo: Path) -> dict[str, Any]:
     return {"git": commit.stdout.strip(), "git_dirty": bool(status.stdout.strip())}
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, then rename: readers see all or nothing."""
-    write_bytes_atomic(path, json.dumps(payload, indent=1, default=float).encode())
-
-
-def write_bytes_atomic(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class ResultStore:
     """``DIR/cells/<config_hash>.json`` records, ``DIR/predictions/<config_hash>.json`` test predictions and
     ``DIR/scores/<config_hash>.json`` their per-example scores."""
@@ -108,7 +90,12 @@ class ResultStore:
         """Hold the folder for one run: a second ``bench run`` on it refuses at once, naming the holder. The
         kernel drops the lock when its process dies, so a killed run never blocks the next one."""
         path = self.root / ".lock"
-        with open(path, "a+") as handle:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")  # noqa: SIM115 (held until the run ends)
+        except OSError as e:
+            raise BenchError(f"{path}: cannot create it ({e.strerror or e}); --out must be a writable folder") from None
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -142,10 +129,12 @@ class ResultStore:
         # weights, predictions and per-example scores first: a record never points at missing files
         for name, content in (weights or {}).items():
             write_bytes_atomic(self.weights_path(record.config_hash) / name, content)
+            stop_point("weights")
         if predictions is not None:
             write_json_atomic(self.predictions_path(record.config_hash), predictions)
         if scores is not None:
             write_json_atomic(self.scores_path(record.config_hash), scores)
+        stop_point("record")
         write_json_atomic(self.record_path(record.config_hash), record.model_dump(mode="json"))
 
     def write_settings(self, settings: Any) -> None:
@@ -169,11 +158,9 @@ class ResultStore:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def clean_partial(self) -> int:
-        """Remove temporary files left by a process killed mid-write; returns how many."""
-        stale = list(self.root.glob("*/.*.tmp")) + list(self.root.glob("weights/*/**/.*.tmp"))
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
+        """Remove temporary files left by a process killed mid-write (the caller holds the folder); returns how
+        many."""
+        return remove_temporaries(self.root, recursive=True, only_dead=False)
 
     def records(self) -> list[Record]:
         if not self.cells.is_dir():
@@ -184,6 +171,8 @@ class ResultStore:
     def _read(path: Path) -> Record:
         try:
             return Record.model_validate_json(path.read_text())
+        except OSError as e:
+            raise BenchError(f"{path}: cannot read it ({e.strerror or e})") from None
         except (ValidationError, ValueError) as e:
             raise BenchError(f"{path}: not a valid record ({str(e).splitlines()[0]})") from None
 

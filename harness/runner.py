@@ -21,7 +21,9 @@ from harness.cell import CellOutcome, failed_record, run_cell
 from harness.device import resolve_device, visible_gpus
 from harness.engine import DaskEngine, SerialEngine, Task, dask_engine
 from harness.errors import BenchError
+from harness.faults import stop_point
 from harness.results import ResultStore
+from harness.stores import redact
 from harness.suite import Cell
 from harness.tracking import Group, Recording, RecordingGroup, Run, Tracker, scalars
 
@@ -74,7 +76,6 @@ def run_cells(
     ``out_dir``. ``tracker`` logs to MLflow (default: off).
     """
     options = options or RunOptions()
-    out_dir.mkdir(parents=True, exist_ok=True)  # the study and tracking stores live here before any record
     store = ResultStore(out_dir)
     with store.lock():
         store.clean_partial()
@@ -170,9 +171,13 @@ class _SuiteRun:
         else:
             outcome, tracking = result
         outcome.record.search = group.searched
-        self.store.write(outcome.record, outcome.predictions, outcome.scores, outcome.weights)
+        stop_point("cell-done")
+        # The tracking run ends before the record is written: the record marks the cell done, so a kill between
+        # the two redoes the cell (replacing its run) rather than leave a done cell with an unfinished run.
         run = tracking if isinstance(tracking, Run) else _replayed(tracking, group.parent.seed(cell))
-        _log_cell(run, outcome, self.store)
+        _log_cell(run, outcome)
+        stop_point("tracked")
+        self.store.write(outcome.record, outcome.predictions, outcome.scores, outcome.weights)
         failed = outcome.record.status != "done"
         self.summary.ran += 1
         self.summary.failed += failed
@@ -184,12 +189,12 @@ class _SuiteRun:
     # -- searches
 
     def _submit_search(self, group: _Group) -> None:
-        from harness.study import open_study
+        from harness.study import start_study
 
         first = group.cells[0]
         url = group.storage = self._storage_url(first)
-        self.log(f"[search] {first.group_label}: study in {_redacted(url)}")
-        open_study(first, url)
+        self.log(f"[search] {first.group_label}: study in {redact(url)}")
+        start_study(first, url)
         # the study's trials spread over the workers: one search process per worker, each takes the next trial
         group.searches_left = max(1, min(self.engine.workers, first.search.trials or math.inf))
         for i in range(group.searches_left):
@@ -206,7 +211,7 @@ class _SuiteRun:
         if "://" not in url:
             url = str(Path(url).resolve())  # a journal file: the same path on every worker of a shared file system
         if self.engine.remote and is_single_machine(url):
-            where = "--storage" if given is None else f"storage {_redacted(url)!r}"
+            where = "--storage" if given is None else f"storage {redact(url)!r}"
             raise BenchError(
                 f"{where}: searches on remote Dask workers need a study storage they all reach: a journal file "
                 "on a shared file system (--storage /shared/path/study.log) or a database URL "
@@ -301,24 +306,18 @@ def _replayed(recording: Recording, run: Run) -> Run:
     return run
 
 
-def _log_cell(run: Run, outcome: CellOutcome, store: ResultStore) -> None:
+def _log_cell(run: Run, outcome: CellOutcome) -> None:
     """The cell's test metrics, costs and files on its tracking run, which then ends."""
     record = outcome.record
     test = record.metrics.get("test", {})
     run.metrics(scalars(test, "test/") | scalars(record.cost, "cost/"))
-    artifacts = {"record.json": store.record_path(record.config_hash)}
+    artifacts: dict[str, Any] = {"record.json": record.model_dump(mode="json")}
     if outcome.predictions is not None:
-        artifacts["predictions.json"] = store.predictions_path(record.config_hash)
+        artifacts["predictions.json"] = outcome.predictions
     if "per_type" in test:
         artifacts["per_type.json"] = test["per_type"]
     run.artifacts(artifacts)
     run.finish("FINISHED" if record.status == "done" else "FAILED")
-
-
-def _redacted(url: str) -> str:
-    from harness.study import redact
-
-    return redact(url)
 
 
 @contextmanager

@@ -128,15 +128,19 @@ class Search(Strict):
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """Delegates each trial to ``sampler_for(trial number)``. The number is the storage's, handed out atomically,
-    so processes sharing a study (Dask workers) never seed two trials alike, whatever order they ask in."""
+    """Delegates each trial to ``sampler_for(draw)``, ``draw`` being the trial's number less the earlier trials
+    that are retries (a retry draws as the trial it retries). The number is the storage's, handed out
+    atomically, so processes sharing a study (Dask workers) never seed two trials alike, whatever order they ask
+    in; and a study interrupted and resumed draws the parameters of one that ran straight through."""
 
     def __init__(self, sampler_for: Any) -> None:
         self.sampler_for = sampler_for
         self.current: optuna.samplers.BaseSampler = sampler_for(0)
 
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self.current = self.sampler_for(trial.number)
+        retries = [t.number for t in study.get_trials(deepcopy=False) if "retry_history" in t.system_attrs]
+        first = trial.system_attrs.get("retry_history", [trial.number])[0]  # a retry draws as the trial it retries
+        self.current = self.sampler_for(first - sum(n < first for n in retries))
         self.current.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

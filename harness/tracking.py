@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from harness.errors import dependency_error
 from harness.results import environment
+from harness.stores import open_tracking_store, redact, sqlite_file
 from harness.suite import Cell
 from harness.train import Observer
 
@@ -54,12 +55,12 @@ class Run(Observer):
     def on_step(self, step: int, values: dict[str, float]) -> None:
         self.metrics({f"train/{k}": v for k, v in values.items()}, step)
         if len(self._pending) >= FLUSH_EVERY:
-            self._flush()
+            self.flush()
 
     def on_epoch(self, entry: dict, steps: int, total_steps: int) -> None:
         values = scalars(entry["validation"], "validation/") | scalars(entry.get("routing", {}), "routing/")
         self.metrics(values | {"train/epoch_loss": entry["train_loss"]}, entry["epoch"])
-        self._flush()
+        self.flush()
 
     def metrics(self, values: dict[str, float], step: int = 0) -> None:
         if self.run_id is None:
@@ -79,27 +80,24 @@ class Run(Observer):
         for i in range(0, len(fresh), 100):
             self.client.log_batch(self.run_id, params=fresh[i : i + 100])
 
-    def artifacts(self, named: dict[str, Path | Any]) -> None:
-        """Upload each entry under its name: a file is copied, anything else is written as JSON."""
+    def artifacts(self, named: dict[str, Any]) -> None:
+        """Upload each entry as a JSON file of its name."""
         if self.run_id is None:
             return
         with tempfile.TemporaryDirectory() as tmp:
             for name, content in named.items():
-                target = Path(tmp) / name
-                if isinstance(content, Path):
-                    shutil.copyfile(content, target)
-                else:
-                    target.write_text(json.dumps(content, indent=1))
+                (Path(tmp) / name).write_text(json.dumps(content, indent=1, default=float))
             self.client.log_artifacts(self.run_id, tmp)
 
     def finish(self, status: str = "FINISHED") -> None:
         """``FINISHED``, ``FAILED`` or ``KILLED`` (a pruned trial)."""
         if self.run_id is None:
             return
-        self._flush()
+        self.flush()
         self.client.set_terminated(self.run_id, status)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send the metrics logged so far."""
         if self._pending:
             self.client.log_batch(self.run_id, metrics=self._pending)
             self._pending = []
@@ -128,6 +126,9 @@ class Recording(Observer):
     def finish(self, status: str = "FINISHED") -> None:
         self._keep("finish", status)
 
+    def flush(self) -> None:
+        self._keep("flush")
+
     def replay(self, run: Run) -> None:
         for at_ms, name, args in self.calls:
             run.clock_ms = at_ms
@@ -141,21 +142,21 @@ class RecordingGroup:
 
     def __init__(self) -> None:
         self.trials: list[tuple[int, str, Cell, Recording]] = []
-        self.failed: list[tuple[str, list[int]]] = []
+        self.settled: list[tuple[str, dict[int, str]]] = []
 
     def trial(self, number: int, study: str, cell: Cell) -> Recording:
         recording = Recording()
         self.trials.append((number, study, cell, recording))
         return recording
 
-    def fail_trials(self, study: str, numbers: list[int]) -> None:
-        self.failed.append((study, numbers))
+    def settle_trials(self, study: str, statuses: dict[int, str]) -> None:
+        self.settled.append((study, statuses))
 
     def replay(self, group: Group) -> None:
         for number, study, cell, recording in self.trials:
             recording.replay(group.trial(number, study, cell))
-        for study, numbers in self.failed:
-            group.fail_trials(study, numbers)
+        for study, statuses in self.settled:
+            group.settle_trials(study, statuses)
 
 
 class Group(Run):
@@ -191,12 +192,21 @@ class Group(Run):
     def trial(self, number: int, study: str, cell: Cell) -> Run:
         return self._child(f"trial {number}", cell, {KIND: "trial", STUDY: study, TRIAL: str(number)})
 
-    def fail_trials(self, study: str, numbers: list[int]) -> None:
-        """Mark the runs of failed trials (e.g. failed by the study's heartbeat after their process died) that
-        still say RUNNING as failed."""
+    def settle_trials(self, study: str, statuses: dict[int, str]) -> None:
+        """End the runs of trials the study has finished (``statuses``: trial number → MLflow status) that still
+        say RUNNING: a trial's run ends only after the study has recorded the trial, so a kill between the two
+        leaves a run that the next settling ends as the study says (a trial failed because its process died
+        included)."""
         for run in self._children(f"tags.`{STUDY}` = '{study}' AND attributes.status = 'RUNNING'"):
-            if int(run.data.tags[TRIAL]) in numbers:
-                self.client.set_terminated(run.info.run_id, "FAILED")
+            status = statuses.get(int(run.data.tags[TRIAL]))
+            if status is not None:
+                self.client.set_terminated(run.info.run_id, status)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """End the parent run; one left RUNNING by a killed run (all of whose cells were then done) ends too."""
+        if self.run_id is None and self.tracker is not None and self.tracker.has_store():
+            self.run_id = self.tracker.find_group(self.cell, status="RUNNING")
+        super().finish(status)
 
     def _children(self, query: str) -> list[Any]:
         if not self._open():
@@ -224,12 +234,11 @@ class Tracker:
         self.client = None
         if uri is None:
             return
-        from mlflow.tracking import MlflowClient
-
         for name in ("mlflow", "alembic"):  # their INFO lines on creating a store are not the user's business
             logging.getLogger(name).setLevel(logging.WARNING)
 
-        self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        self.client = _Guarded(uri, artifact_root or Path("."))
         self.local = not uri.startswith(("http://", "https://", "databricks"))
         self.artifact_root = artifact_root
         env = environment()
@@ -247,14 +256,24 @@ class Tracker:
 
     def open_group(self, cell: Cell) -> str:
         """The id of the group's parent run: an earlier run's, reopened, or a new one."""
-        experiment = self.experiment(cell.suite)
-        query = f"tags.`{GROUP}` = '{cell.group_hash}' AND tags.`{KIND}` = 'group'"
-        found = self.client.search_runs([experiment], query, max_results=1)
-        if found:
-            self.client.update_run(found[0].info.run_id, status="RUNNING")
-            return found[0].info.run_id
+        found = self.find_group(cell)
+        if found is not None:
+            self.client.update_run(found, status="RUNNING")
+            return found
         tags = self.tags_of(cell) | {KIND: "group"}
-        return self.client.create_run(experiment, run_name=cell.group_label, tags=tags).info.run_id
+        return self.client.create_run(self.experiment(cell.suite), run_name=cell.group_label, tags=tags).info.run_id
+
+    def has_store(self) -> bool:
+        """Whether the store exists yet (a local file may not: looking for runs in it would create it)."""
+        path = sqlite_file(self.uri)
+        return path is None or path.exists()
+
+    def find_group(self, cell: Cell, status: str | None = None) -> str | None:
+        """The id of the group's parent run (with this status, if given), if there is one."""
+        query = f"tags.`{GROUP}` = '{cell.group_hash}' AND tags.`{KIND}` = 'group'"
+        query += f" AND attributes.status = '{status}'" if status else ""
+        found = self.client.search_runs([self.experiment(cell.suite)], query, max_results=1)
+        return found[0].info.run_id if found else None
 
     def experiment(self, suite: str) -> str:
         if suite not in self._experiments:
@@ -266,3 +285,34 @@ class Tracker:
                 location = (self.artifact_root / "mlartifacts").resolve().as_uri() if self.local else None
                 self._experiments[suite] = self.client.create_experiment(suite, artifact_location=location)
         return self._experiments[suite]
+
+
+class _Guarded:
+    """The MLflow client, connected on first use (MLflow creates a missing store as its client starts: here it
+    is made whole first, by the run that holds the results folder), whose store's failures (unreachable,
+    locked, full, refused) reach the user as one line naming the store."""
+
+    def __init__(self, uri: str, artifact_root: Path) -> None:
+        self._uri, self._artifact_root = uri, artifact_root
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from mlflow.exceptions import MlflowException
+            from sqlalchemy.exc import SQLAlchemyError
+
+            try:
+                return getattr(self._connected(), name)(*args, **kwargs)
+            except (MlflowException, SQLAlchemyError, OSError) as e:
+                advice = "check it is reachable and writable, or run with --no-tracking"
+                raise dependency_error(f"tracking store {redact(self._uri)}", e, advice) from None
+
+        return call
+
+    def _connected(self) -> Any:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            open_tracking_store(self._uri, self._artifact_root)
+            self._client = MlflowClient(tracking_uri=self._uri)
+        return self._client
