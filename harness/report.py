@@ -19,7 +19,7 @@ import pandas as pd
 from harness.atomic import remove_temporaries, write_text_atomic
 from harness.faults import stop_point
 from harness.results import Record, to_frame
-from harness.stats import bootstrap_ci
+from harness.stats import t_interval
 from harness.suite import ReportSettings
 from harness.tasks import families
 
@@ -71,7 +71,7 @@ def leaderboards(
 def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
     done = cell[cell["status"] == "done"]
     test = done["test"].dropna() * 100
-    low, high = bootstrap_ci(test.to_numpy())
+    low, high = t_interval(test.to_numpy())
     first = done.iloc[0] if len(done) else None
     return {
         **dict(zip(AXES, key, strict=True)),
@@ -215,7 +215,7 @@ def write_report(
             remove_temporaries(folder)  # of a report killed while being written
     tables = leaderboards(records, scores, settings)
     suite = records[0].suite if records else ""
-    note = "scores ×100; test mean ± sd over seeds; 95% CI: bootstrap of the mean; Δ and p: against the baseline row"
+    note = "scores ×100; test mean ± sd over seeds; 95% CI: t interval of the mean; Δ and p: against the baseline row"
     sections = [f"# Leaderboard: {suite}\n\n{note}\n"]
     latex = []
     for task, table in tables.items():

@@ -33,7 +33,7 @@ figure { margin: 1em 0 2em; } figcaption { font-size: 13px; color: #555; }
 img { max-width: 100%; }
 </style></head><body>
 <h1>Leaderboard: {{ suite }}</h1>
-<p>Scores ×100. <i>test</i>: mean ± sd over seeds; <i>95% CI</i>: percentile bootstrap of the mean over seeds;
+<p>Scores ×100. <i>test</i>: mean ± sd over seeds; <i>95% CI</i>: t interval of the mean over seeds (mean ± t·sd/√n);
 <i>Δ</i>: difference of means to the baseline row (points), <i>p</i>: paired test on per-example test predictions
 of the seeds both rows ran (McNemar for accuracy, paired bootstrap over sentences for F1). Best value per column
 in <b>bold green</b>. {{ records }} records.</p>

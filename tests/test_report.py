@@ -15,7 +15,7 @@ from seqeval.metrics import f1_score
 
 from harness.report import write_report
 from harness.results import Record, ResultStore
-from harness.stats import bootstrap_ci, entity_counts, f1_from_counts, mcnemar, paired_bootstrap_f1
+from harness.stats import entity_counts, f1_from_counts, mcnemar, paired_bootstrap_f1, t_interval
 from harness.suite import ReportSettings
 
 from .conftest import bench
@@ -23,15 +23,16 @@ from .conftest import bench
 # ---------------------------------------------------------------------------------------------- statistics
 
 
-def test_bootstrap_interval_matches_the_exact_resampling_distribution():
-    # Resampling 3 values from {1, 2, 3}: the mean is 1 with probability 1/27 (3.7 % > 2.5 %) and 3 with
-    # probability 1/27, so the 95 % percentile interval is exactly [1, 3].
-    assert bootstrap_ci([1.0, 2.0, 3.0]) == (1.0, 3.0)
-    # {0, 0, 0, 1}, 4 draws: the number of ones is Binomial(4, 1/4): P(0) = 81/256 > 2.5 %, and
-    # P(≤ 2) = 243/256 = 94.9 % < 97.5 % ≤ P(≤ 3) = 255/256, so the interval is [0/4, 3/4].
-    assert bootstrap_ci([0.0, 0.0, 0.0, 1.0]) == (0.0, 0.75)
-    low, high = bootstrap_ci([5.0])
-    assert np.isnan(low) and np.isnan(high)  # one seed has no spread to resample
+def test_t_interval_has_its_stated_coverage_at_three_and_five_seeds():
+    # by hand: mean 2, sd 1, n 3: 2 ± t(0.975, 2)·1/√3 = 2 ± 4.3027·0.57735
+    low, high = t_interval([1.0, 2.0, 3.0])
+    assert (low, high) == (pytest.approx(2 - 2.48414, abs=1e-4), pytest.approx(2 + 2.48414, abs=1e-4))
+    assert t_interval([4.0, 4.0]) == (4.0, 4.0) and all(np.isnan(t_interval([5.0])))
+    rng = np.random.default_rng(0)
+    for n in (3, 5):
+        draws = rng.normal(70.0, 1.0, size=(4000, n))
+        covered = sum(low <= 70.0 <= high for low, high in map(t_interval, draws))
+        assert 0.93 <= covered / len(draws) <= 0.97, (n, covered)
 
 
 def test_mcnemar_exact_p_values():
@@ -129,7 +130,7 @@ def test_report_from_fixture_records_has_every_table_and_plot_and_no_external_re
     lora = sst2.loc[("lora", "none", "full")]
     assert lora["delta"] == pytest.approx(-2.0) and lora["p"] == pytest.approx(mcnemar([0] * 6, [1] * 6))
     assert (lora["test"], lora["seeds"]) == (pytest.approx(78.0), 3)
-    assert (lora["ci_low"], lora["ci_high"]) == (pytest.approx(78.0), pytest.approx(78.0))
+    assert (lora["ci_low"], lora["ci_high"]) == (pytest.approx(78.0), pytest.approx(78.0))  # no spread
     assert sst2.loc[("full", "random experts=2", "full"), "load_entropy"] == pytest.approx(0.6)
 
     md = paths[0].read_text()
