@@ -118,11 +118,13 @@ def _compare(table: pd.DataFrame, group: pd.DataFrame, scores: Scores, settings:
 
 
 def _matched(row: dict[int, str], base: dict[int, str], scores: Scores) -> tuple[list, list]:
-    """Per-example scores of the seeds both rows ran (a seedless row meets the baseline's first seed); empty
-    when any of them was not recorded."""
+    """Per-example scores of the seeds both rows ran; empty when they share fewer than two (one trained model per
+    side is not a comparison of methods: its p would speak only of those two models) or any of them was not
+    recorded."""
     seeds = sorted(set(row) & set(base))
-    pairs = [(row[s], base[s]) for s in seeds] or [(row[min(row)], base[min(base)])]
-    a, b = [scores(h) for h, _ in pairs], [scores(h) for _, h in pairs]
+    if len(seeds) < 2:
+        return [], []
+    a, b = [scores(row[s]) for s in seeds], [scores(base[s]) for s in seeds]
     return ([], []) if any(x is None for x in a + b) else (a, b)
 
 

@@ -115,6 +115,7 @@ def test_report_from_fixture_records_has_every_table_and_plot_and_no_external_re
         *[_record("full", s, 0.79, routing=routed, routing_stats=layers) for s in (1, 2)],
         *[_record("full", s, 0.60, regime={"shots": k, "split_seed": s}) for s in (1, 2) for k in (4, 16)],
         *[_record("full", s, 0.70, task="conll") for s in (1, 2)],
+        _record("adapter", 1, 0.75),
     ]
     # per-example scores on 12 test examples: lora gets 2 right that full gets wrong (McNemar: b=0, c=2)
     right = [1] * 8 + [0] * 4
@@ -130,6 +131,8 @@ def test_report_from_fixture_records_has_every_table_and_plot_and_no_external_re
     lora = sst2.loc[("lora", "none", "full")]
     assert lora["delta"] == pytest.approx(-2.0) and lora["p"] == pytest.approx(mcnemar([0] * 6, [1] * 6))
     assert (lora["test"], lora["seeds"]) == (pytest.approx(78.0), 3)
+    one_seed = sst2.loc[("adapter", "none", "full")]  # one trained model is not a comparison: no p
+    assert one_seed["delta"] == pytest.approx(-5.0) and np.isnan(one_seed["p"])
     assert (lora["ci_low"], lora["ci_high"]) == (pytest.approx(78.0), pytest.approx(78.0))  # no spread
     assert sst2.loc[("full", "random experts=2", "full"), "load_entropy"] == pytest.approx(0.6)
 
