@@ -110,3 +110,14 @@ def test_sst2_validation_is_carved_from_train_by_seed():
     assert (train_again, validation_again) == (train, validation)
     _, train_other, validation_other = carve(2)
     assert validation_other != validation and train_other != train
+
+
+def test_the_tokenisation_cache_follows_the_label_column(tmp_path):
+    """The same file read through another label column must not reuse the first column's cached labels."""
+    rows = "sentence\tlabel\tflipped\n" + "".join(f"film {i}\t{i % 2}\t{1 - i % 2}\n" for i in range(6))
+    data_dir = _files(tmp_path, train_tsv=rows, test_tsv=rows)
+    tokenizer = get_backbone("tiny-bert").tokenizer()
+    for column, first in (("label", 0), ("flipped", 1)):
+        spec = CLS.model_copy(update={"label_column": column, "validation_from_train": 2})
+        data = prepare_task(spec, data_dir, tokenizer, max_length=16, seed=1, train_subset=None, validation_subset=None)
+        assert data.test.inputs["labels"] == data.test.gold == [first, 1 - first] * 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 from pathlib import Path
@@ -61,6 +62,14 @@ def _read_hub(spec: TaskSpec, data_dir: Path) -> tuple[dict[str, list], dict[str
     )
 
 
+def _content_key(examples: list[Any], labels: list[str]) -> str:
+    """The examples as read and the label list (their ids): whatever field of the task changes what is tokenised
+    (file, format, text or label column) changes the key. A file fingerprint alone would let a re-run with
+    another label column load the old labels from the cache."""
+    content = json.dumps([examples, labels], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
 def _tokenizer_key(tokenizer: Any) -> str:
     ident = f"{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}|{TOKENIZE_VERSION}"
     return hashlib.sha256(ident.encode()).hexdigest()[:10]
@@ -96,8 +105,8 @@ def prepare_task(
             family.check_labels(raw[split], labels, sources[split])
 
     def tokenized(split: str) -> Split:
-        cache = cache_dir() / f"{spec.name}-{fingerprint}-{split}-{_tokenizer_key(tokenizer)}-{max_length}.arrow"
-        inputs = family.tokenize(raw[split], tokenizer, labels, max_length, cache)
+        key = f"{_content_key(raw[split], labels)}-{_tokenizer_key(tokenizer)}-{max_length}"
+        inputs = family.tokenize(raw[split], tokenizer, labels, max_length, cache_dir() / f"{spec.name}-{key}.arrow")
         return Split(inputs, family.gold(raw[split], labels), raw[split])
 
     train = tokenized("train")
