@@ -9,6 +9,7 @@ import pytest
 from harness.errors import BenchError
 from harness.models import get_backbone
 from harness.tasks import TaskFiles, TaskSpec, builtin_tasks
+from harness.tasks.classification import read_table
 from harness.tasks.data import prepare_task, read_splits
 
 from .conftest import SHARED_DATA
@@ -121,3 +122,28 @@ def test_the_tokenisation_cache_follows_the_label_column(tmp_path):
         spec = CLS.model_copy(update={"label_column": column, "validation_from_train": 2})
         data = prepare_task(spec, data_dir, tokenizer, max_length=16, seed=1, train_subset=None, validation_subset=None)
         assert data.test.inputs["labels"] == data.test.gold == [first, 1 - first] * 3
+
+
+def test_tsv_with_standard_quoting_reads_as_written_and_glue_quotes_stay_text(tmp_path):
+    import pandas as pd
+
+    texts = ['she said "wow"', "a\ttab inside", "plain film", '"quoted" start']
+    pd.DataFrame({"sentence": texts, "label": [1, 0, 1, 0]}).to_csv(tmp_path / "pandas.tsv", sep="\t", index=False)
+    rows = read_table(tmp_path / "pandas.tsv", "tsv", "sentence", "label")
+    assert [r["text"] for r in rows] == texts and [r["label"] for r in rows] == ["1", "0", "1", "0"]
+
+    # GLUE writes no quoting: a quote character at the start of, or inside, a field is text
+    glue = 'sentence\tlabel\n" the film \'s twist\t1\nan " odd " one\t0\n"both ends"\t1\n'
+    (tmp_path / "glue.tsv").write_text(glue)
+    rows = read_table(tmp_path / "glue.tsv", "tsv", "sentence", "label")
+    assert [r["text"] for r in rows] == ["\" the film 's twist", 'an " odd " one', '"both ends"']
+    assert [r["line"] for r in rows] == [2, 3, 4]
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/datasets")
+def test_the_real_sst2_files_read_exactly_as_glue_wrote_them():
+    for split, count in (("train", 67349), ("validation", 872)):
+        path = SHARED_DATA / "sst2" / f"{split}.tsv"
+        rows = read_table(path, "tsv", "sentence", "label")
+        lines = path.read_text(encoding="utf-8").splitlines()[1:]
+        assert len(rows) == count and [f"{r['text']}\t{r['label']}" for r in rows] == lines

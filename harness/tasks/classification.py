@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,32 +19,52 @@ from harness.tasks.base import TaskSpec
 
 
 def read_table(path: Path, fmt: str, text_column: str, label_column: str) -> list[dict]:
-    """Rows of a header-first TSV (GLUE style: no quoting) or CSV (standard quoting)."""
-    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {"delimiter": ","}
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, **dialect)
-        header = next(reader, None)
-        if not header:
-            raise BenchError(f"{path}: empty file; expected a header row with {text_column!r} and {label_column!r}")
-        for column in (text_column, label_column):
-            if column not in header:
-                raise BenchError(f"{path}:1: missing column {column!r} (found: {', '.join(header)})")
-        text_at, label_at = header.index(text_column), header.index(label_column)
-        rows = []
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise BenchError(
-                    f"{path}:{reader.line_num}: expected {len(header)} {fmt.upper()} fields, got {len(row)}"
-                )
-            label = row[label_at].strip()
-            if not label:
-                raise BenchError(f"{path}:{reader.line_num}: empty label in column {label_column!r}")
-            rows.append({"text": row[text_at], "label": label, "line": reader.line_num})
+    """Rows of a header-first CSV (standard quoting) or TSV (standard quoting when the file is written that way,
+    else GLUE style: no quoting, a quote character is text)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise BenchError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    dialect = {"delimiter": "\t", "quoting": _tsv_quoting(text)} if fmt == "tsv" else {"delimiter": ","}
+    reader = csv.reader(io.StringIO(text, newline=""), **dialect)
+    header = next(reader, None)
+    if not header:
+        raise BenchError(f"{path}: empty file; expected a header row with {text_column!r} and {label_column!r}")
+    for column in (text_column, label_column):
+        if column not in header:
+            raise BenchError(f"{path}:1: missing column {column!r} (found: {', '.join(header)})")
+    text_at, label_at = header.index(text_column), header.index(label_column)
+    rows = []
+    for row in reader:
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise BenchError(f"{path}:{reader.line_num}: expected {len(header)} {fmt.upper()} fields, got {len(row)}")
+        label = row[label_at].strip()
+        if not label:
+            raise BenchError(f"{path}:{reader.line_num}: empty label in column {label_column!r}")
+        rows.append({"text": row[text_at], "label": label, "line": reader.line_num})
     if not rows:
         raise BenchError(f"{path}: no data rows after the header")
     return rows
+
+
+def _tsv_quoting(text: str) -> int:
+    """``csv.QUOTE_MINIMAL`` when the TSV reads as standard quoting, i.e. writing back what that reads (as pandas
+    and the csv module write: fields holding a quote, tab or newline quoted, or every field quoted) gives the
+    file again; else ``csv.QUOTE_NONE``, GLUE's convention, where a lone quote character is part of the text."""
+    if '"' not in text:
+        return csv.QUOTE_NONE  # nothing to decide, and the fast path for GLUE's files
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", strict=True))
+    except csv.Error:
+        return csv.QUOTE_NONE
+    for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_ALL):
+        written = io.StringIO()
+        csv.writer(written, delimiter="\t", quoting=quoting, lineterminator="\n").writerows(rows)
+        if written.getvalue().rstrip("\n") == text.replace("\r\n", "\n").rstrip("\n"):
+            return csv.QUOTE_MINIMAL
+    return csv.QUOTE_NONE
 
 
 class ClassificationFamily:
