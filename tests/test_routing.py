@@ -314,3 +314,18 @@ def test_leaderboard_rows_tell_routing_variants_apart():
     (table,) = leaderboards([record(plain, 1), record(plain, 2), record(variant, 1)]).values()
     assert sorted(table["routing"]) == ["random", "random every=2"]
     assert sorted(table["seeds"]) == [1, 2]
+
+
+def test_fixed_random_restores_the_k_of_the_best_epoch_with_its_weights():
+    """The best epoch's state dict carries the router's k: testing at a k it was not selected at is a bug."""
+    routing, model = routed("fixed_random", experts=4, k_start=1, k_end=4)
+    routers_ = [block.router for block in routing.blocks.values()]
+    routing.on_step(0, 4)  # k grows: 1 + round(3 · 1/4) = 2
+    best = {name: value.clone() for name, value in model.state_dict().items()}
+    routing.on_step(3, 4)  # the last step: k = 4
+    assert {router.k for router in routers_} == {4}
+    model.load_state_dict(best)
+    assert {router.k for router in routers_} == {2}
+    inputs = batch()
+    with torch.no_grad():
+        model(**inputs)  # routes with k = 2 again

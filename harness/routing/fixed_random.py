@@ -14,12 +14,26 @@ from harness.routing.moe import Route, Router, Tokens
 
 
 class FrozenRouter(Router):
+    """A frozen random gate choosing the top ``k`` experts. ``k`` is part of the router's state (a buffer in its
+    state dict): restoring the best epoch's weights restores the k they were trained and selected at."""
+
     def __init__(self, d_model: int, n_experts: int, k: int) -> None:
         super().__init__(n_experts)
         self.gate = torch.nn.Linear(d_model, n_experts, bias=False)
         torch.nn.init.normal_(self.gate.weight, std=d_model**-0.5)
         self.gate.requires_grad_(False)
-        self.k = k
+        self.register_buffer("active", torch.tensor(k))
+        self.k = k  # the buffer's value as an int: topk needs one, and reading the buffer would sync a GPU
+        self.register_load_state_dict_post_hook(FrozenRouter._k_from_state)
+
+    def set_k(self, k: int) -> None:
+        if k != self.k:
+            self.k = k
+            self.active.fill_(k)
+
+    @staticmethod
+    def _k_from_state(module: FrozenRouter, _keys: object) -> None:
+        module.k = int(module.active)
 
     def forward(self, x: torch.Tensor, tokens: Tokens) -> Route:
         logits = self.gate(x.detach())
@@ -55,4 +69,4 @@ class FixedRandom(ExpertRouting):
             return
         k = p.k_start + round((p.k_end - p.k_start) * min(1.0, (step + 1) / max(total_steps, 1)))
         for block in self.blocks.values():
-            block.router.k = k
+            block.router.set_k(k)
