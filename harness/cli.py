@@ -131,7 +131,7 @@ def run(
     store = ResultStore(results)
     store.write_settings(loaded.report)
     records = [r for r in store.records() if r.config_hash in ran]
-    paths = write_report(records, report_dir or Path("report") / loaded.name, store.scores, loaded.report)
+    paths = write_report(records, report_dir or Path("report") / loaded.name, loaded.report)
     _print_report(paths)
     out.print(
         f"{summary.ran} cells run ({summary.failed} failed), {summary.skipped} skipped as done; "
@@ -174,7 +174,7 @@ def report(
     from harness.report import write_report
 
     store, records = _stored(results)
-    paths = write_report(records, to or Path("report") / records[0].suite, store.scores, store.settings())
+    paths = write_report(records, to or Path("report") / records[0].suite, store.settings())
     _print_report(paths)
     out.print(f"report in {paths[0].parent}: {', '.join(p.name for p in paths)}")
 

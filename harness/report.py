@@ -1,13 +1,12 @@
 """Leaderboards: per task, one row per backbone × method × routing × inference × regime × tuning.
 
-Each row: the headline test metric's mean ± sd over seeds and its 95 % bootstrap interval, the difference
-to the suite's baseline row with a paired test on per-example predictions, and costs. Rendered as Markdown,
-CSV (raw numbers), LaTeX and a self-contained HTML page with plots (``report_html``).
+Each row: the headline test metric's mean ± sd over seeds and its 95 % t interval, the difference to the
+suite's baseline row with a seed-level permutation test (Holm-adjusted across the table), and costs.
+Rendered as Markdown, CSV (raw numbers), LaTeX and a self-contained HTML page with plots (``report_html``).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +18,8 @@ import pandas as pd
 from harness.atomic import remove_temporaries, write_text_atomic
 from harness.faults import stop_point
 from harness.results import Record, to_frame
-from harness.stats import t_interval
+from harness.stats import holm, seed_permutation_p, t_interval
 from harness.suite import ReportSettings
-from harness.tasks import families
 
 AXES = ["backbone", "method", "routing", "inference", "regime", "tuning"]
 # column -> which value is best; the best is marked in every rendering
@@ -42,29 +40,25 @@ HEADERS = {
     "seeds": "seeds",
     "failed": "failed",
     "delta": "Δ",
-    "p": "p",
+    "p": "p (Holm)",
     "trainable_params": "trainable params",
     "train_seconds": "train s",
     "tokens_per_second": "tokens/s",
     "peak_mb": "peak MB",
     "load_entropy": "load entropy",
 }
-Scores = Callable[[str], list[Any] | None]
 
 
-def leaderboards(
-    records: list[Record], scores: Scores = lambda _: None, settings: ReportSettings | None = None
-) -> dict[str, pd.DataFrame]:
+def leaderboards(records: list[Record], settings: ReportSettings | None = None) -> dict[str, pd.DataFrame]:
     """Per task, a table of raw numbers (scores ×100) sorted by mean test score."""
     settings = settings or ReportSettings()
-    scores = functools.cache(scores)  # the baseline's files are paired with every other row: read them once
     frame = to_frame(records)
     frame.loc[frame["status"] != "done", ["test", "validation"]] = float("nan")
     tables = {}
     for task, group in frame.groupby("task", sort=True):
         rows = [_row(key, cell) for key, cell in group.groupby(AXES, sort=False)]
         table = pd.DataFrame(rows).sort_values("test", ascending=False, na_position="last").reset_index(drop=True)
-        tables[str(task)] = _compare(table, group, scores, settings)
+        tables[str(task)] = _compare(table, group, settings)
     return tables
 
 
@@ -90,42 +84,39 @@ def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
         "peak_mb": done["peak_rss_mb"].mean(),
         "load_entropy": done["load_entropy"].mean(),
         "collapsed": bool(done["collapsed"].fillna(False).astype(bool).any()),
-        "hashes": dict(zip(done["seed"], done["config_hash"], strict=True)),
+        "by_seed": dict(zip(done.loc[test.index, "seed"], test, strict=True)),  # for the seed-level test
     }
 
 
-def _compare(table: pd.DataFrame, group: pd.DataFrame, scores: Scores, settings: ReportSettings) -> pd.DataFrame:
-    """Δ to the baseline row (points) and the paired test's p-value on the seeds both rows ran."""
+def _compare(table: pd.DataFrame, group: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
+    """Δ to the baseline row (points) and a seed-level test's p-value, Holm-adjusted across the table's rows."""
     method, routing = group["method_name"], group["routing_strategy"]
     chosen = group[(method == settings.baseline.method) & (routing == settings.baseline.routing)]
     chosen = chosen[(chosen["regime"] == settings.baseline.regime) & (chosen["status"] == "done")]
-    table["baseline"], table["delta"], table["p"] = False, math.nan, math.nan
+    table["baseline"], table["delta"], table["p_unadjusted"] = False, math.nan, math.nan
     if chosen.empty:
+        table["p"] = math.nan
         return table
     key = tuple(chosen.sort_values("tuning").iloc[0][AXES])  # a hand-set row before a searched one
     index = table.index[table[AXES].apply(tuple, axis=1) == key][0]
     table.loc[index, "baseline"] = True
-    family = families.get(group["task_type"].iloc[0])
     base = table.loc[index]
     for i, row in table.iterrows():
         if i == index or row["seeds"] == 0:
             continue
         table.loc[i, "delta"] = row["test"] - base["test"]
-        a, b = _matched(row["hashes"], base["hashes"], scores)
-        if a:
-            table.loc[i, "p"] = family.paired_p(a, b)
+        table.loc[i, "p_unadjusted"] = _seed_p(row["by_seed"], base["by_seed"])
+    table["p"] = holm(table["p_unadjusted"].tolist())
     return table
 
 
-def _matched(row: dict[int, str], base: dict[int, str], scores: Scores) -> tuple[list, list]:
-    """Per-example scores of the seeds both rows ran; empty when they share fewer than two (one trained model per
-    side is not a comparison of methods: its p would speak only of those two models) or any of them was not
-    recorded."""
-    seeds = sorted(set(row) & set(base))
-    if len(seeds) < 2:
-        return [], []
-    a, b = [scores(row[s]) for s in seeds], [scores(base[s]) for s in seeds]
-    return ([], []) if any(x is None for x in a + b) else (a, b)
+def _seed_p(row: dict[int, float], base: dict[int, float]) -> float:
+    """Paired over the seeds both rows ran when they share two or more, else unpaired; NaN when either row has
+    fewer than two seeds (one trained model per side is not a comparison of methods)."""
+    shared = sorted(set(row) & set(base))
+    if len(shared) >= 2:
+        return seed_permutation_p([row[s] for s in shared], [base[s] for s in shared], paired=True)
+    return seed_permutation_p(list(row.values()), list(base.values()), paired=False)
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -203,21 +194,20 @@ def _latex_escape(text: str) -> str:
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("<", r"$<$")
 
 
-def write_report(
-    records: list[Record],
-    out: Path,
-    scores: Scores = lambda _: None,
-    settings: ReportSettings | None = None,
-) -> list[Path]:
+def write_report(records: list[Record], out: Path, settings: ReportSettings | None = None) -> list[Path]:
     """``leaderboard.md``, ``.csv``, ``.tex`` and ``index.html`` (self-contained, plots embedded) under ``out``."""
     from harness.report_html import render_html
 
     for folder in (out, out / "plots"):
         if folder.is_dir():
             remove_temporaries(folder)  # of a report killed while being written
-    tables = leaderboards(records, scores, settings)
+    tables = leaderboards(records, settings)
     suite = records[0].suite if records else ""
-    note = "scores ×100; test mean ± sd over seeds; 95% CI: t interval of the mean; Δ and p: against the baseline row"
+    note = (
+        "scores ×100; test: mean ± sd over seeds; 95% CI: t interval of the mean over seeds; Δ: against the baseline "
+        "row; p: exact permutation test over seeds (paired where both rows ran them; the trained model is the unit, "
+        "the test set held fixed), Holm-adjusted across the table's rows; '-' with fewer than two seeds"
+    )
     sections = [f"# Leaderboard: {suite}\n\n{note}\n"]
     latex = []
     for task, table in tables.items():
@@ -229,7 +219,7 @@ def write_report(
     write_text_atomic(md, "\n".join(sections))
     stop_point("report")
     write_text_atomic(tex, "\n".join(latex))
-    raw = [t.drop(columns=["hashes"]).assign(task=task) for task, t in tables.items()]
+    raw = [t.drop(columns=["by_seed"]).assign(task=task) for task, t in tables.items()]
     write_text_atomic(csv, (pd.concat(raw) if raw else pd.DataFrame()).to_csv(index=False))
     html = out / "index.html"
     write_text_atomic(html, render_html(suite, records, tables, out))

@@ -34,8 +34,10 @@ img { max-width: 100%; }
 </style></head><body>
 <h1>Leaderboard: {{ suite }}</h1>
 <p>Scores ×100. <i>test</i>: mean ± sd over seeds; <i>95% CI</i>: t interval of the mean over seeds (mean ± t·sd/√n);
-<i>Δ</i>: difference of means to the baseline row (points), <i>p</i>: paired test on per-example test predictions
-of the seeds both rows ran (McNemar for accuracy, paired bootstrap over sentences for F1). Best value per column
+<i>Δ</i>: difference of means to the baseline row (points); <i>p (Holm)</i>: exact permutation test over seeds
+(sign flips of the per-seed differences where both rows ran the same seeds; the trained model is the unit, the test
+set held fixed; the smallest p n seeds allow is 2/2ⁿ), Holm-adjusted across the table's rows; "-" with fewer than
+two seeds. Best value per column
 in <b>bold green</b>. {{ records }} records.</p>
 {% for task, table in tables %}<h2>{{ task }}</h2>
 <div class="scroll">{{ table }}</div>

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import platform
 import socket
@@ -151,11 +150,6 @@ class ResultStore:
             return ReportSettings.model_validate_json(path.read_text())
         except (ValidationError, ValueError) as e:
             raise BenchError(f"{path}: not the report settings `bench run` writes ({str(e).splitlines()[0]})") from None
-
-    def scores(self, config_hash: str) -> list[Any] | None:
-        """A cell's per-example test scores (correct: 0/1; NER: correct, predicted, gold entities per sentence)."""
-        path = self.scores_path(config_hash)
-        return json.loads(path.read_text()) if path.is_file() else None
 
     def clean_partial(self) -> int:
         """Remove temporary files left by a process killed mid-write (the caller holds the folder); returns how

@@ -1,21 +1,19 @@
-"""Statistics for leaderboards: t intervals over seeds and paired tests on predictions.
-
-Paired tests compare two systems on the same test examples. For accuracy, McNemar's exact test on the
-discordant pairs; for entity F1 (not a mean over examples), a paired bootstrap over sentences: resample
-sentences with replacement, recompute both F1s from per-sentence counts, and take the two-sided p-value as
-twice the smaller tail of the difference around zero. With several seeds, the pairs are (seed, example)
-for McNemar and, for the bootstrap, each sentence carries its counts summed over the matched seeds.
+"""Statistics for leaderboards, with the trained model (the seed) as the unit that varies: t intervals of
+the mean over seeds, exact permutation tests on per-seed scores, Holm's adjustment across a table's rows; and
+per-sentence entity counts (the per-example scores a NER run records).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
 from seqeval.metrics.sequence_labeling import get_entities
 
-RESAMPLES = 10_000
+PERMUTATIONS = 20_000  # sampled arrangements when there are too many to enumerate
 
 
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -32,13 +30,55 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     return float(low), float(high)
 
 
-def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> float:
-    """Exact two-sided McNemar p-value: the discordant pairs are Binomial(b + c, 1/2) under the null."""
-    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    if only_a + only_b == 0:
-        return 1.0
-    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+def seed_permutation_p(a: Sequence[float], b: Sequence[float], paired: bool) -> float:
+    """Two-sided p-value for "the two rows' mean scores over seeds differ", with the trained model (the seed) as
+    the unit: an exact permutation test on per-seed scores, the test set held fixed.
+
+    Paired (``a[i]`` and ``b[i]`` ran the same seed): the per-seed differences' signs are flipped in every one of
+    the 2ⁿ ways, so the smallest p n seeds allow is 2/2ⁿ (0.25 for 3 seeds, 0.0625 for 5). Unpaired: the pooled
+    scores are split into groups of the two sizes in every way. More than 2¹⁶ arrangements are sampled (fixed
+    seed) instead. NaN when a side has fewer than two seeds.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if min(len(a), len(b)) < 2:
+        return float("nan")
+    if paired:
+        d = a - b
+        if not np.any(d):
+            return 1.0
+        if len(d) <= 16:
+            signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
+        else:
+            signs = np.random.default_rng(0).choice((1.0, -1.0), size=(PERMUTATIONS, len(d)))
+        statistics = np.abs(signs @ d) / len(d)
+        observed = abs(d.mean())
+    else:
+        pooled, n = np.concatenate([a, b]), len(a)
+        if math.comb(len(pooled), n) <= 2**16:
+            groups = [list(c) for c in itertools.combinations(range(len(pooled)), n)]
+        else:
+            rng = np.random.default_rng(0)
+            groups = [rng.permutation(len(pooled))[:n] for _ in range(PERMUTATIONS)]
+        mask = np.zeros((len(groups), len(pooled)), dtype=bool)
+        for row, group in enumerate(groups):
+            mask[row, group] = True
+        statistics = np.abs((mask @ pooled) / n - (~mask @ pooled) / len(b))
+        observed = abs(a.mean() - b.mean())
+    return float(np.mean(statistics >= observed - 1e-9 * max(1.0, observed)))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (NaNs are not part of the family and stay NaN): the
+    chance of any false claim among the family stays at the level, whatever their dependence."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    present = np.flatnonzero(~np.isnan(p))
+    order = present[np.argsort(p[present], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
 
 
 def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> np.ndarray:
@@ -48,23 +88,3 @@ def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
         gold_entities, pred_entities = set(get_entities(list(g))), set(get_entities(list(p)))
         rows.append((len(gold_entities & pred_entities), len(pred_entities), len(gold_entities)))
     return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-
-
-def f1_from_counts(counts: np.ndarray) -> np.ndarray:
-    """Micro F1 from summed counts along the second-to-last axis (0 when nothing is predicted or gold)."""
-    correct, predicted, gold = np.moveaxis(counts.sum(axis=-2), -1, 0)
-    denominator = predicted + gold
-    return np.where(denominator > 0, 2 * correct / np.maximum(denominator, 1), 0.0)
-
-
-def paired_bootstrap_f1(counts_a: np.ndarray, counts_b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> float:
-    """Two-sided p-value for F1(a) ≠ F1(b) from per-sentence counts (same sentences, same order)."""
-    if counts_a.shape != counts_b.shape:
-        raise ValueError("both systems must be scored on the same sentences")
-    rng = np.random.default_rng(seed)
-    n, below, above = len(counts_a), 0, 0
-    for start in range(0, resamples, 500):  # chunks keep the index matrix small (500 × sentences)
-        index = rng.integers(0, n, size=(min(500, resamples - start), n))
-        delta = f1_from_counts(counts_a[index]) - f1_from_counts(counts_b[index])
-        below, above = below + int((delta <= 0).sum()), above + int((delta >= 0).sum())
-    return float(min(1.0, 2 * min(below, above) / resamples))

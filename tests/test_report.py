@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from seqeval.metrics import f1_score
 
-from harness.report import write_report
+from harness.report import leaderboards, write_report
 from harness.results import Record, ResultStore
-from harness.stats import entity_counts, f1_from_counts, mcnemar, paired_bootstrap_f1, t_interval
+from harness.stats import entity_counts, holm, seed_permutation_p, t_interval
 from harness.suite import ReportSettings
 
 from .conftest import bench
@@ -35,27 +35,49 @@ def test_t_interval_has_its_stated_coverage_at_three_and_five_seeds():
         assert 0.93 <= covered / len(draws) <= 0.97, (n, covered)
 
 
-def test_mcnemar_exact_p_values():
-    # 10 examples only A gets right, 2 only B: p = 2 · P(X ≤ 2), X ~ Bin(12, 1/2) = 2 · (1 + 12 + 66) / 4096
-    a = [True] * 10 + [False] * 2 + [True] * 30
-    b = [False] * 10 + [True] * 2 + [True] * 30
-    assert mcnemar(a, b) == pytest.approx(158 / 4096)
-    assert mcnemar(a, a) == 1.0  # no discordant pair
-    assert mcnemar([True, True], [False, False]) == pytest.approx(0.5)  # 2 · (1/2)²
+def test_seed_permutation_p_values_by_hand():
+    # paired: d = (1, 2, 3); of the 8 sign flips only +++ and --- reach |mean| = 2: p = 2/8
+    assert seed_permutation_p([11, 12, 13], [10, 10, 10], paired=True) == pytest.approx(2 / 8)
+    assert seed_permutation_p([5, 5], [5, 5], paired=True) == 1.0
+    # unpaired: {1, 2} vs {3, 4}; of the 6 splits of the pooled four, two reach |Δ| = 2: p = 2/6
+    assert seed_permutation_p([1, 2], [3, 4], paired=False) == pytest.approx(2 / 6)
+    assert np.isnan(seed_permutation_p([1.0], [2.0, 3.0], paired=False))
 
 
-def test_entity_counts_reproduce_seqeval_and_the_paired_bootstrap():
+def test_holm_adjustment_by_hand():
+    # sorted 0.01, 0.03, 0.04: 3·0.01 = 0.03, 2·0.03 = 0.06, 1·0.04 → kept monotone at 0.06
+    adjusted = holm([0.01, 0.04, 0.03, float("nan")])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(adjusted[3])
+
+
+def _row(records, method: str) -> pd.Series:
+    (table,) = leaderboards(records).values()
+    return table.set_index("method").loc[method]
+
+
+def test_a_tiny_effect_under_large_seed_variance_is_not_significant():
+    """Per-example evidence is huge (every seed scored on the same test set), but the trained models vary far
+    more than the effect: a seed-level test says so."""
+    rng = np.random.default_rng(3)
+    base, other = 0.80 + rng.normal(0, 0.02, 8), 0.801 + rng.normal(0, 0.02, 8)
+    records = [_record("full", s, base[s]) for s in range(8)] + [_record("lora", s, other[s]) for s in range(8)]
+    assert _row(records, "lora")["p"] > 0.2
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_every_seed_far_better_gives_the_smallest_p_the_seeds_allow(seeds):
+    records = [_record("full", s, 0.70 + 0.001 * s) for s in range(seeds)]
+    records += [_record("lora", s, 0.90 - 0.001 * s) for s in range(seeds)]
+    assert _row(records, "lora")["p"] == pytest.approx(2 / 2**seeds)
+
+
+def test_entity_counts_reproduce_seqeval():
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG"], ["B-LOC", "O"]]
     pred = [["B-PER", "I-PER", "O", "O"], ["O", "B-ORG"], ["B-PER", "O"]]
     counts = entity_counts(gold, pred)
     assert counts.tolist() == [[1, 1, 2], [1, 1, 1], [0, 1, 1]]
-    assert f1_from_counts(counts) == pytest.approx(f1_score(gold, pred))  # 2·2 / (3 + 4)
-    assert paired_bootstrap_f1(counts, counts) == 1.0
-    # Two sentences: A and B agree on the second, only A finds the first's entity. A resample without the
-    # first sentence (probability 1/4) ties, every other favours A: p = 2 · 1/4.
-    a = np.array([[1, 1, 1], [1, 1, 1]])
-    b = np.array([[0, 0, 1], [1, 1, 1]])
-    assert paired_bootstrap_f1(a, b) == pytest.approx(0.5, abs=0.02)
+    correct, predicted, true = counts.sum(axis=0)
+    assert 2 * correct / (predicted + true) == pytest.approx(f1_score(gold, pred))  # 2·2 / (3 + 4)
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -96,10 +118,10 @@ def _record(method: str, seed: int, score: float, *, task: str = "sst2", regime=
     )
 
 
-def _store(root: Path, records: list[Record], scores: dict[str, list] | None = None) -> ResultStore:
+def _store(root: Path, records: list[Record]) -> ResultStore:
     store = ResultStore(root)
     for record in records:
-        store.write(record, None, (scores or {}).get(record.config_hash))
+        store.write(record)
     return store
 
 
@@ -117,19 +139,17 @@ def test_report_from_fixture_records_has_every_table_and_plot_and_no_external_re
         *[_record("full", s, 0.70, task="conll") for s in (1, 2)],
         _record("adapter", 1, 0.75),
     ]
-    # per-example scores on 12 test examples: lora gets 2 right that full gets wrong (McNemar: b=0, c=2)
-    right = [1] * 8 + [0] * 4
-    scores = {r.config_hash: right for r in records if r.config["method"]["name"] == "full"}
-    scores |= {r.config_hash: [1] * 10 + [0] * 2 for r in records if r.config["method"]["name"] == "lora"}
-    store = _store(tmp_path / "results", records, scores)
-    paths = write_report(store.records(), tmp_path / "report", store.scores, ReportSettings())
+    store = _store(tmp_path / "results", records)
+    paths = write_report(store.records(), tmp_path / "report", ReportSettings())
     assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "leaderboard.tex", "index.html"]
 
     csv = pd.read_csv(paths[1])
     sst2 = csv[csv["task"] == "sst2"].set_index(["method", "routing", "regime"])
     assert sst2.loc[("full", "none", "full"), "baseline"]
     lora = sst2.loc[("lora", "none", "full")]
-    assert lora["delta"] == pytest.approx(-2.0) and lora["p"] == pytest.approx(mcnemar([0] * 6, [1] * 6))
+    # lora is 2 points worse on each of its 3 seeds: 2/8 by sign flips; Holm over the 4 rows with a p: 4·2/8 → 1
+    assert lora["delta"] == pytest.approx(-2.0) and lora["p_unadjusted"] == pytest.approx(0.25)
+    assert lora["p"] == pytest.approx(1.0)
     assert (lora["test"], lora["seeds"]) == (pytest.approx(78.0), 3)
     one_seed = sst2.loc[("adapter", "none", "full")]  # one trained model is not a comparison: no p
     assert one_seed["delta"] == pytest.approx(-5.0) and np.isnan(one_seed["p"])

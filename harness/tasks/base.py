@@ -102,8 +102,6 @@ class TaskFamily(Protocol):
 
     def example_scores(self, gold: list[Any], pred: list[Any]) -> list[Any]: ...
 
-    def paired_p(self, a: list[list[Any]], b: list[list[Any]]) -> float: ...
-
 
 def fingerprint_files(paths: list[Path]) -> str:
     digest = hashlib.sha256()

@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
-import numpy as np
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from harness.errors import BenchError
 from harness.metrics import classification_metrics
-from harness.stats import mcnemar
 from harness.tasks.base import TaskSpec
 
 
@@ -132,7 +130,3 @@ class ClassificationFamily:
     def example_scores(self, gold: list[int], pred: list[int]) -> list[int]:
         """Per example: 1 if right."""
         return [int(g == p) for g, p in zip(gold, pred, strict=True)]
-
-    def paired_p(self, a: list[list[int]], b: list[list[int]]) -> float:
-        """McNemar's exact test on (seed, example) pairs of the matched seeds."""
-        return mcnemar(np.concatenate(a).astype(bool), np.concatenate(b).astype(bool))

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
-import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from harness.errors import BenchError
 from harness.metrics import ner_metrics
-from harness.stats import entity_counts, paired_bootstrap_f1
+from harness.stats import entity_counts
 from harness.tasks.base import TaskSpec
 
 TAG = re.compile(r"^(O|[BI]-[^\s]+)$")
@@ -145,7 +144,3 @@ class NerFamily:
     def example_scores(self, gold: list[list[str]], pred: list[list[str]]) -> list[list[int]]:
         """Per sentence: correct, predicted and gold entities (F1 is not a mean over sentences)."""
         return entity_counts(gold, pred).tolist()
-
-    def paired_p(self, a: list[list[list[int]]], b: list[list[list[int]]]) -> float:
-        """Paired bootstrap over sentences; each sentence's counts summed over the matched seeds."""
-        return paired_bootstrap_f1(np.sum(a, axis=0), np.sum(b, axis=0))
