@@ -203,16 +203,20 @@ def check(
     from tabulate import tabulate
 
     from harness.check import check as compare
-    from harness.check import read_baseline, table
+    from harness.check import read_baseline, row_level, table
 
     reference = read_baseline(baseline_file)
     verdicts = compare(_stored(results)[1], reference)
     print(tabulate(table(verdicts), headers="keys", tablefmt="github", disable_numparse=True))
     rule = reference.rule
+    compared = sum(v.verdict in ("ok", "REGRESSED") for v in verdicts)
     bad = [v for v in verdicts if v.bad]
     out.print(
-        f"{len(verdicts)} rows compared; {len(bad)} regressed, missing or failed "
-        f"(tolerance: max({rule.min_tolerance}, {rule.sigmas}·sqrt(sd_b²/n_b + sd²/n)) points)"
+        f"{len(verdicts)} rows, {compared} compared; {len(bad)} regressed, missing or failed. Rule: a row regresses "
+        f"when it drops by more than max({rule.min_tolerance}, t·se) points, a one-sided t-test (paired by seed "
+        f"where the seeds match, else Welch) at level {rule.false_alarm} / {compared} = "
+        f"{row_level(rule, compared):.4f} per row, so a run with no real change raises a false alarm with "
+        f"probability ≤ {rule.false_alarm:.0%}"
     )
     if bad:
         raise typer.Exit(1)

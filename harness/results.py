@@ -171,6 +171,14 @@ class ResultStore:
             raise BenchError(f"{path}: not a valid record ({str(e).splitlines()[0]})") from None
 
 
+def unit_of(config: dict[str, Any]) -> str:
+    """What varies between a row's cells: the training seed, and for a few-shot regime the split seed too. Two
+    rows are paired over the units they share."""
+    regime = config["regime"]
+    split = regime.get("split_seed") if isinstance(regime, dict) else None
+    return str(config["seed"]) if split is None else f"{config['seed']}/{split}"
+
+
 def to_frame(records: list[Record]) -> pd.DataFrame:
     """One row per record with the axes, headline metrics and costs as columns."""
     rows = []
@@ -193,6 +201,7 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "regime": regime_label(config["regime"]),
                 "tuning": _tuning(r.search),
                 "seed": config["seed"],
+                "unit": unit_of(config),
                 "metric": r.metrics.get("headline"),
                 "test": test.get(r.metrics.get("headline", ""), float("nan")),
                 "validation": r.metrics.get("validation", {}).get(r.metrics.get("headline", ""), float("nan")),

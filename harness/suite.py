@@ -185,10 +185,12 @@ class BaselineRow(Strict):
 
 
 class CheckRule(Strict):
-    """`bench check`: a row regresses when its mean falls below the baseline's by more than
-    max(min_tolerance, sigmas · sqrt(sd_baseline² / n_baseline + sd_now² / n_now)) points (scores ×100)."""
+    """`bench check`: a row regresses when its mean falls below the baseline's by more than its tolerance,
+    max(min_tolerance, t · se) points (scores ×100): se and t from a one-sided t-test of the drop (paired by seed
+    where the seeds match, else Welch's), at level false_alarm / rows compared, so that a run in which nothing
+    changed flags any row with probability at most ``false_alarm``."""
 
-    sigmas: PositiveFloat = 2.0
+    false_alarm: Annotated[float, Field(gt=0, le=0.5)] = 0.05
     min_tolerance: Annotated[float, Field(ge=0)] = 0.5
 
 

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from seqeval.metrics import f1_score
 
+from harness.check import simulate
 from harness.report import leaderboards, write_report
 from harness.results import Record, ResultStore
 from harness.stats import entity_counts, holm, seed_permutation_p, t_interval
-from harness.suite import ReportSettings
+from harness.suite import CheckRule, ReportSettings
 
 from .conftest import bench
 
@@ -197,7 +198,8 @@ def baseline(tmp_path: Path) -> Path:
     result = bench("baseline", str(_run(tmp_path, "reference", REFERENCE)), "--to", str(path))
     assert result.returncode == 0, result.stderr
     saved = json.loads(path.read_text())
-    assert saved["rule"] == {"sigmas": 2.0, "min_tolerance": 0.5} and len(saved["rows"]) == 2
+    assert saved["rule"] == {"false_alarm": 0.05, "min_tolerance": 0.5} and len(saved["rows"]) == 2
+    assert saved["rows"][next(iter(saved["rows"]))]["units"] == ["1", "2", "3"]
     return path
 
 
@@ -211,16 +213,31 @@ def test_check_flags_a_two_point_drop_at_three_seeds(tmp_path, baseline):
     dropped = _check(_run(tmp_path, "drop", {"full": [78.0, 78.5, 77.5], "lora": REFERENCE["lora"]}), baseline)
     assert dropped.returncode == 1
     (line,) = [row for row in dropped.stdout.splitlines() if "/full/" in row]
-    # tolerance = max(0.5, 2 · sqrt(0.25/3 + 0.25/3)) = 0.82 points; Δ = -2.00
-    assert "| 80.00 " in line and "| 78.00 " in line and "| -2.00 " in line and "| 0.82 " in line
-    assert "REGRESSED" in line
+    # same seeds: paired; every seed dropped by exactly 2, so se = 0 and the tolerance is min_tolerance
+    assert "| 80.00 " in line and "| 78.00 " in line and "| -2.00 " in line and "| 0.50 " in line
+    assert "paired (df 2.0)" in line and "REGRESSED" in line
+    assert "at level 0.05 / 2 = 0.0250 per row" in " ".join(dropped.stdout.split())
 
 
 def test_check_passes_a_rerun_with_other_seeds_within_the_spread(tmp_path, baseline):
     rerun = _run(tmp_path, "rerun", {"full": [80.3, 79.6, 79.9], "lora": [70.4, 69.2, 70.9]}, seeds=(4, 5, 6))
     result = _check(rerun, baseline)
     assert result.returncode == 0, result.stdout
-    assert result.stdout.count("| ok ") == 2
+    assert result.stdout.count("| ok ") == 2 and result.stdout.count("Welch (df ") == 2
+    # full: Welch se = sqrt(0.25/3 + 0.1233/3) = 0.3528, df = 3.59, t(1 - 0.025, 3.59) = 2.91: tolerance 1.03
+    (line,) = [row for row in result.stdout.splitlines() if "/full/" in row]
+    assert "| 1.03 " in line and "Welch (df 3.6)" in line
+
+
+@pytest.mark.parametrize("paired", [True, False], ids=["same-seeds", "other-seeds"])
+def test_check_rule_keeps_false_alarms_per_run_at_its_level_and_catches_big_drops(paired):
+    """16 rows at 3 seeds, reruns drawn afresh: a night with no change flags any row in at most ~5 % of runs (the
+    old 2-sigma rule: more than half); a 5-point drop at sd 0.5 is caught in most rows."""
+    rule = CheckRule()
+    any_row, _ = simulate(rule, [0.5] * 8 + [2.0] * 8, 3, 0.0, 1500, paired)
+    assert any_row <= 0.05 + 3 * (0.05 * 0.95 / 1500) ** 0.5
+    _, per_row = simulate(rule, [0.5] * 16, 3, 5.0, 300, paired)
+    assert per_row >= (0.5 if paired else 0.9)
 
 
 def test_check_flags_missing_and_failed_cells(tmp_path, baseline):
