@@ -24,6 +24,7 @@ from scipy import stats
 from harness.atomic import write_json_atomic
 from harness.errors import BenchError
 from harness.results import Record, unit_of
+from harness.search_space import METHOD_PREFIX
 from harness.suite import CheckRule, group_hash
 
 
@@ -44,13 +45,19 @@ class Baseline(BaseModel):
     rows: dict[str, Row]
 
 
-def row_key(config: dict[str, Any]) -> str:
-    """A leaderboard row: the cell without its training seed and without its few-shot split, the two things
-    seeds vary (so a few-shot row's spread is over its splits, as in the report)."""
+def row_key(record: Record) -> str:
+    """A leaderboard row: the cell without its training seed, without its few-shot split (the two things seeds
+    vary, so a few-shot row's spread is over its splits, as in the report) and without the values a search chose
+    (a re-search that picks other values is the same row: the search block itself stays in the key)."""
+    config = record.config
     regime = config["regime"]
     if not isinstance(regime, str):
         regime = {k: v for k, v in regime.items() if k != "split_seed"}
-    return group_hash(config | {"regime": regime})
+    chosen = set(record.search.get("params", {}))
+    chosen_method = {k.removeprefix(METHOD_PREFIX) for k in chosen if k.startswith(METHOD_PREFIX)} | ({"lr"} & chosen)
+    train = {k: v for k, v in config["train"].items() if k not in chosen}
+    method = {k: v for k, v in config["method"].items() if k not in chosen_method}
+    return group_hash(config | {"regime": regime, "train": train, "method": method})
 
 
 def row_label(record: Record) -> str:
@@ -60,7 +67,7 @@ def row_label(record: Record) -> str:
 def _rows(records: list[Record]) -> dict[str, list[Record]]:
     rows: dict[str, list[Record]] = {}
     for record in records:
-        rows.setdefault(row_key(record.config), []).append(record)
+        rows.setdefault(row_key(record), []).append(record)
     return rows
 
 

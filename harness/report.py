@@ -84,7 +84,7 @@ def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
         "peak_mb": done["peak_rss_mb"].mean(),
         "load_entropy": done["load_entropy"].mean(),
         "collapsed": bool(done["collapsed"].fillna(False).astype(bool).any()),
-        "by_seed": dict(zip(done.loc[test.index, "seed"], test, strict=True)),  # for the seed-level test
+        "by_unit": dict(zip(done.loc[test.index, "unit"], test, strict=True)),  # (seed, split): the test's pairs
     }
 
 
@@ -105,14 +105,14 @@ def _compare(table: pd.DataFrame, group: pd.DataFrame, settings: ReportSettings)
         if i == index or row["seeds"] == 0:
             continue
         table.loc[i, "delta"] = row["test"] - base["test"]
-        table.loc[i, "p_unadjusted"] = _seed_p(row["by_seed"], base["by_seed"])
+        table.loc[i, "p_unadjusted"] = _seed_p(row["by_unit"], base["by_unit"])
     table["p"] = holm(table["p_unadjusted"].tolist())
     return table
 
 
-def _seed_p(row: dict[int, float], base: dict[int, float]) -> float:
-    """Paired over the seeds both rows ran when they share two or more, else unpaired; NaN when either row has
-    fewer than two seeds (one trained model per side is not a comparison of methods)."""
+def _seed_p(row: dict[str, float], base: dict[str, float]) -> float:
+    """Paired over the (seed, split) units both rows ran when they share two or more, else unpaired; NaN when
+    either row has fewer than two (one trained model per side is not a comparison of methods)."""
     shared = sorted(set(row) & set(base))
     if len(shared) >= 2:
         return seed_permutation_p([row[s] for s in shared], [base[s] for s in shared], paired=True)
@@ -219,7 +219,7 @@ def write_report(records: list[Record], out: Path, settings: ReportSettings | No
     write_text_atomic(md, "\n".join(sections))
     stop_point("report")
     write_text_atomic(tex, "\n".join(latex))
-    raw = [t.drop(columns=["by_seed"]).assign(task=task) for task, t in tables.items()]
+    raw = [t.drop(columns=["by_unit"]).assign(task=task) for task, t in tables.items()]
     write_text_atomic(csv, (pd.concat(raw) if raw else pd.DataFrame()).to_csv(index=False))
     html = out / "index.html"
     write_text_atomic(html, render_html(suite, records, tables, out))

@@ -99,7 +99,11 @@ def _record(method: str, seed: int, score: float, *, task: str = "sst2", regime=
         "train": {"lr": 1e-3},
     }
     status = extra.pop("status", "done")
+    search = extra.pop("search", {})
+    config["train"] |= {k: v for k, v in search.get("params", {}).items() if not k.startswith("method.")}
+    config["method"] |= {k.removeprefix("method."): v for k, v in search.get("params", {}).items() if "." in k}
     return Record(
+        search=search,
         suite="fixture",
         config_hash=hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12],
         status=status,
@@ -245,6 +249,37 @@ def test_check_flags_missing_and_failed_cells(tmp_path, baseline):
     assert missing.returncode == 1 and "MISSING" in missing.stdout
     failed = _check(_run(tmp_path, "failed", REFERENCE, failed={("lora", 2)}), baseline)
     assert failed.returncode == 1 and "FAILED" in failed.stdout and "REGRESSED" not in failed.stdout
+
+
+def test_a_re_search_that_chose_other_values_is_the_same_row(tmp_path):
+    """The row is the search, not what it picked: the baseline's row is found again, not MISSING + new."""
+    path = tmp_path / "baselines" / "searched.json"
+
+    def searched(name: str, lr: float, r: int, scores: list[float]) -> Path:
+        search = {"params": {"lr": lr, "method.r": r}, "trials": {"complete": 4, "pruned": 0, "fail": 0}}
+        records = [_record("lora", s, v / 100, search=search) for s, v in zip((1, 2, 3), scores, strict=True)]
+        _store(tmp_path / name, records)
+        return tmp_path / name
+
+    assert bench("baseline", str(searched("before", 1e-3, 8, [80, 81, 79])), "--to", str(path)).returncode == 0
+    result = _check(searched("after", 3e-3, 4, [80.5, 80.5, 79.5]), path)
+    assert result.returncode == 0, result.stdout
+    assert "| ok " in result.stdout and "MISSING" not in result.stdout and "| new " not in result.stdout
+
+
+def test_few_shot_rows_pair_over_seed_and_split():
+    """Two seeds × two splits are four cells of one row; the test sees all four, not one split per seed."""
+    few = [
+        _record("full", seed, 0.60 + 0.01 * seed + 0.02 * split, regime={"shots": 8, "split_seed": split})
+        for seed in (1, 2)
+        for split in (1, 2)
+    ]
+    base = [_record("full", seed, 0.80) for seed in (1, 2, 3)]
+    (table,) = leaderboards(few + base).values()
+    row = table[table["regime"] != "full"].iloc[0]
+    assert row["seeds"] == 4 and len(row["by_unit"]) == 4
+    expected = seed_permutation_p(list(row["by_unit"].values()), [80.0] * 3, paired=False)
+    assert row["p_unadjusted"] == pytest.approx(expected) and expected == pytest.approx(1 / 35)
 
 
 @pytest.mark.parametrize("content", ["{", '{"suite": "x", "rows": {}}', "[]"])
