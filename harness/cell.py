@@ -136,7 +136,8 @@ def run_cell(
             "headline": family.headline,
             "test_source": data.test_source,
             "sizes": {split: len(getattr(data, split).gold) for split in ("train", "validation", "test")},
-        },
+        }
+        | ({"carve_removed": data.carve_removed} if data.carve_removed is not None else {}),
         history=extra.pop("history", []),
         routing_stats=extra.pop("routing_stats", {}),
         cost=extra

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from harness.errors import BenchError
 from harness.models import get_backbone
 from harness.tasks import TaskFiles, TaskSpec, builtin_tasks
 from harness.tasks.classification import read_table
-from harness.tasks.data import prepare_task, read_splits
+from harness.tasks.data import disjoint_carve, prepare_task, read_splits
 
 from .conftest import SHARED_DATA
 
@@ -105,6 +106,7 @@ def test_sst2_validation_is_carved_from_train_by_seed():
 
     data, train, validation = carve(1)
     assert len(data.validation.gold) == 1000 and len(data.train.gold) == 500 and len(data.test.gold) == 872
+    assert 5000 < data.carve_removed < 20000  # the sub-phrases of the 1,000 validation sentences
     assert data.test_source.endswith("sst2/validation.tsv")
     assert not train & validation - {""}
     _, train_again, validation_again = carve(1)
@@ -147,3 +149,23 @@ def test_the_real_sst2_files_read_exactly_as_glue_wrote_them():
         rows = read_table(path, "tsv", "sentence", "label")
         lines = path.read_text(encoding="utf-8").splitlines()[1:]
         assert len(rows) == count and [f"{r['text']}\t{r['label']}" for r in rows] == lines
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/datasets")
+def test_the_sst2_carve_leaves_no_phrase_containment_either_way():
+    """GLUE's SST-2 train holds every phrase of each sentence's parse tree: a random carve put 898 of 1,000
+    validation phrases inside training phrases. Now no training phrase contains, or sits in, a validation one."""
+    raw, _, _ = read_splits(builtin_tasks.get("sst2"), SHARED_DATA)
+    words = [tuple(row["text"].split()) for row in raw["train"]]
+    order = list(range(len(words)))
+    random.Random(1).shuffle(order)
+    validation, training, removed = disjoint_carve(words, order, 1000)
+    assert len(validation) == 1000 and len(training) + removed + 1000 == len(words)
+    chosen = {words[i] for i in validation}
+    padded = [f" {' '.join(words[i])} " for i in validation]
+    for i in training:
+        phrase = words[i]
+        runs = {phrase[a:b] for a in range(len(phrase)) for b in range(a + 1, len(phrase) + 1)}
+        assert not runs & chosen, phrase  # contains a validation phrase
+    sample = [words[i] for i in training[:: max(1, len(training) // 3000)]]  # inside one: a direct text search
+    assert not [p for p in sample if any(f" {' '.join(p)} " in v for v in padded)]

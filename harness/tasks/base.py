@@ -69,6 +69,7 @@ class TaskData:
     fingerprint: str
     test_source: str  # where the reported split comes from, e.g. "sst2/validation.tsv (GLUE dev)"
     shots: int | None = None  # k when train and validation are k-shot samples
+    carve_removed: int | None = None  # training examples dropped so that none contains or sits in a validation one
 
 
 class TaskFamily(Protocol):
@@ -87,6 +88,8 @@ class TaskFamily(Protocol):
     def check_labels(self, examples: list[Any], labels: list[str], path: str) -> None: ...
 
     def strata(self, example: Any) -> Counter: ...
+
+    def words(self, example: Any) -> tuple[str, ...]: ...
 
     def gold(self, examples: list[Any], labels: list[str]) -> list[Any]: ...
 

@@ -99,6 +99,9 @@ class ClassificationFamily:
     def strata(self, example: dict) -> Counter:
         return Counter([example["label"]])
 
+    def words(self, example: dict) -> tuple[str, ...]:
+        return tuple(example["text"].split())
+
     def gold(self, examples: list[dict], labels: list[str]) -> list[int]:
         label_id = {label: i for i, label in enumerate(labels)}
         return [label_id[row["label"]] for row in examples]

@@ -11,6 +11,7 @@ from typing import Any
 
 import datasets
 
+from harness.atomic import write_json_atomic
 from harness.errors import BenchError
 from harness.tasks import families
 from harness.tasks.base import Split, TaskData, TaskSpec, fingerprint_files
@@ -75,6 +76,43 @@ def _tokenizer_key(tokenizer: Any) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()[:10]
 
 
+def disjoint_carve(words: list[tuple[str, ...]], order: list[int], size: int) -> tuple[list[int], list[int], int]:
+    """Validation carved out of training with no containment either way, in whole words: the first ``size``
+    examples in ``order`` that no other example contains (SST-2's training set holds every phrase of each
+    sentence's parse tree: a phrase chosen at random mostly sits inside a training sentence, and selection would
+    reward memorisation); training is every other example except those inside a validation example. Returns
+    (validation, training, how many training examples were removed)."""
+    inside: set[tuple[str, ...]] = set()
+    for phrase in words:
+        inside |= _spans(phrase, proper=True)
+    validation = [i for i in order if words[i] not in inside][:size]
+    if len(validation) < size:
+        raise BenchError(f"validation_from_train={size}: only {len(validation)} examples are not part of another")
+    taken = set().union(*(_spans(words[i], proper=False) for i in validation))
+    chosen = set(validation)
+    rest = [i for i in order if i not in chosen]
+    training = [i for i in rest if words[i] not in taken]
+    return validation, training, len(rest) - len(training)
+
+
+def _spans(phrase: tuple[str, ...], proper: bool) -> set[tuple[str, ...]]:
+    """Every contiguous run of words in ``phrase`` (``proper``: shorter than the phrase)."""
+    n = len(phrase)
+    return {phrase[i:j] for i in range(n) for j in range(i + 1, n + 1) if not (proper and j - i == n)}
+
+
+def _cached_carve(words: list[tuple[str, ...]], order: list[int], size: int, name: str) -> tuple[list, list, int]:
+    """``disjoint_carve``, kept on disk: it reads every phrase's spans (seconds on SST-2) and every cell needs it."""
+    key = hashlib.sha256(json.dumps([words, order, size]).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{name}-carve-{key}.json"
+    if path.is_file():
+        validation, training, removed = json.loads(path.read_text())
+        return validation, training, removed
+    carved = disjoint_carve(words, order, size)
+    write_json_atomic(path, list(carved))
+    return carved
+
+
 def _seeded_order(n: int, seed: int) -> list[int]:
     order = list(range(n))
     random.Random(seed).shuffle(order)
@@ -110,6 +148,7 @@ def prepare_task(
         return Split(inputs, family.gold(raw[split], labels), raw[split])
 
     train = tokenized("train")
+    carve_removed = None
     if shots is not None:
         picked = sample_shots(raw["train"], family.strata, shots, seed)
         held_out = sample_shots(raw["train"], family.strata, shots, seed, exclude=set(picked))
@@ -126,7 +165,9 @@ def prepare_task(
                     f"task {spec.name!r}: validation_from_train={carve} leaves no training data "
                     f"({len(train_order)} training examples)"
                 )
-            validation, validation_order, train_order = train, train_order[:carve], train_order[carve:]
+            words = [family.words(example) for example in raw["train"]]
+            validation_order, train_order, carve_removed = _cached_carve(words, train_order, carve, spec.name)
+            validation = train
         train_part = _select(train, train_order[:train_subset])
         validation_part = _select(validation, validation_order[:validation_subset])
     return TaskData(
@@ -137,6 +178,7 @@ def prepare_task(
         fingerprint=fingerprint,
         test_source=sources["test"],
         shots=shots,
+        carve_removed=carve_removed,
     )
 
 

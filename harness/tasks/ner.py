@@ -82,6 +82,9 @@ class NerFamily:
                         f"(known: {', '.join(labels)})"
                     )
 
+    def words(self, example: dict) -> tuple[str, ...]:
+        return tuple(example["tokens"])
+
     def strata(self, example: dict) -> Counter:
         """Entity mentions per type (a mention starts at B-, or at an I- that follows another type)."""
         return Counter(type_ for type_, _, _ in get_entities(example["tags"]))
