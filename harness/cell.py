@@ -98,6 +98,7 @@ class CellOutcome:
     predictions: list[Any] | None = None
     scores: list[Any] | None = None
     weights: dict[str, bytes] = field(default_factory=dict)
+    generations: list[str] | None = None  # a prompt baseline's raw answers, beside the parsed predictions
 
 
 def run_cell(
@@ -123,7 +124,7 @@ def run_cell(
         else:
             outcome = _predict(cell, method, data, compute, progress)
     metrics, predictions, extra = outcome
-    weights = extra.pop("weights", {})
+    weights, generations = extra.pop("weights", {}), extra.pop("generations", None)
     family = families.get(cell.task.type)
     record = Record(
         suite=cell.suite,
@@ -149,7 +150,8 @@ def run_cell(
         | compute.peak_memory_mb(),
         env=env | {"data_fingerprint": data.fingerprint},
     )
-    return CellOutcome(record, predictions, family.example_scores(data.test.gold, predictions), weights)
+    scores = family.example_scores(data.test.gold, predictions)
+    return CellOutcome(record, predictions, scores, weights, generations)
 
 
 def _train_and_test(
@@ -202,14 +204,15 @@ def _predict(
     family = families.get(cell.task.type)
     total = method.total_params(compute.device)  # loads the LM first, so predict_seconds is prediction only
     started = time.perf_counter()
-    predictions = method.predict(data, cell.task.type, "test", cell.seed, compute.device, progress)
+    predicted = method.predict(data, cell.task.type, "test", cell.seed, compute.device, progress)
     cost = {
         "trainable_params": 0,
         "total_params": total,
         "train_seconds": 0.0,
         "predict_seconds": round(time.perf_counter() - started, 2),
     }
-    return {"validation": {}, "test": family.score(data.test.gold, predictions)}, predictions, cost
+    test = family.score(data.test.gold, predicted.values) | predicted.metrics
+    return {"validation": {}, "test": test}, predicted.values, cost | {"generations": predicted.generations}
 
 
 def failed_record(cell: Cell, error: BaseException | str) -> Record:

@@ -68,8 +68,9 @@ def _git(repo: Path) -> dict[str, Any]:
 
 
 class ResultStore:
-    """``DIR/cells/<config_hash>.json`` records, ``DIR/predictions/<config_hash>.json`` test predictions and
-    ``DIR/scores/<config_hash>.json`` their per-example scores."""
+    """``DIR/cells/<config_hash>.json`` records, ``DIR/predictions/<config_hash>.json`` test predictions,
+    ``DIR/scores/<config_hash>.json`` their per-example scores and ``DIR/generations/<config_hash>.json`` a
+    prompt baseline's raw answers."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -80,6 +81,9 @@ class ResultStore:
 
     def predictions_path(self, config_hash: str) -> Path:
         return self.root / "predictions" / f"{config_hash}.json"
+
+    def generations_path(self, config_hash: str) -> Path:
+        return self.root / "generations" / f"{config_hash}.json"
 
     def weights_path(self, config_hash: str) -> Path:
         return self.root / "weights" / config_hash
@@ -124,8 +128,9 @@ class ResultStore:
         predictions: list[Any] | None = None,
         scores: list[Any] | None = None,
         weights: dict[str, bytes] | None = None,
+        generations: list[str] | None = None,
     ) -> None:
-        # weights, predictions and per-example scores first: a record never points at missing files
+        # weights, predictions, scores and generations first: a record never points at missing files
         for name, content in (weights or {}).items():
             write_bytes_atomic(self.weights_path(record.config_hash) / name, content)
             stop_point("weights")
@@ -133,6 +138,8 @@ class ResultStore:
             write_json_atomic(self.predictions_path(record.config_hash), predictions)
         if scores is not None:
             write_json_atomic(self.scores_path(record.config_hash), scores)
+        if generations is not None:
+            write_json_atomic(self.generations_path(record.config_hash), generations)
         stop_point("record")
         write_json_atomic(self.record_path(record.config_hash), record.model_dump(mode="json"))
 

@@ -177,7 +177,7 @@ class _SuiteRun:
         run = tracking if isinstance(tracking, Run) else _replayed(tracking, group.parent.seed(cell))
         _log_cell(run, outcome)
         stop_point("tracked")
-        self.store.write(outcome.record, outcome.predictions, outcome.scores, outcome.weights)
+        self.store.write(outcome.record, outcome.predictions, outcome.scores, outcome.weights, outcome.generations)
         failed = outcome.record.status != "done"
         self.summary.ran += 1
         self.summary.failed += failed
@@ -314,6 +314,8 @@ def _log_cell(run: Run, outcome: CellOutcome) -> None:
     artifacts: dict[str, Any] = {"record.json": record.model_dump(mode="json")}
     if outcome.predictions is not None:
         artifacts["predictions.json"] = outcome.predictions
+    if outcome.generations is not None:
+        artifacts["generations.json"] = outcome.generations
     if "per_type" in test:
         artifacts["per_type.json"] = test["per_type"]
     run.artifacts(artifacts)

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from harness.lm import CausalLM
 from harness.methods import build_method
-from harness.methods.prompting import PromptParams, ZeroShotParams, parse_entities
+from harness.methods.prompting import PromptParams, ZeroShotParams, parse_entities, parse_rate
 from harness.models import packaged_minilm
 
 from .conftest import bench, toy_ner_lines
@@ -42,6 +42,12 @@ def test_ner_answer_parser(answer, expected):
     assert tags == [expected.get(i, "O") for i in range(len(WORDS))]
 
 
+def test_parse_rate_counts_spans_nones_and_unparsed_answers():
+    answers = ["New York (location)", "None.", "the city of lights", "", "Peter (planet)"]
+    tags = [parse_entities(a, WORDS, TYPES) for a in answers]
+    assert parse_rate(answers, tags) == {"answers": 5, "with_entities": 1, "said_none": 2, "unparsed": 2}
+
+
 class ScriptedLM:
     """Returns hand-chosen log-probabilities per continuation and records what it was asked."""
 
@@ -53,21 +59,24 @@ class ScriptedLM:
         return [self.table[pair] for pair in pairs]
 
 
-def sst_data(train: list[tuple[str, str]], test: list[str]) -> SimpleNamespace:
+def sst_data(train: list[tuple[str, str]], test: list[tuple[str, str]]) -> SimpleNamespace:
     def split(rows):
-        return SimpleNamespace(examples=[{"text": t, "label": lab, "line": i} for i, (t, lab) in enumerate(rows)])
+        examples = [{"text": t, "label": lab, "line": i} for i, (t, lab) in enumerate(rows)]
+        return SimpleNamespace(examples=examples, gold=[int(lab) for _, lab in rows])
 
-    return SimpleNamespace(train=split(train), test=split([(t, "0") for t in test]), labels=["0", "1"], shots=None)
+    return SimpleNamespace(train=split(train), test=split(test), labels=["0", "1"], shots=None)
 
 
-def test_verbalizer_scoring_picks_the_most_likely_word(monkeypatch):
-    """Template and verbalizers become (context, " word") pairs; the label with the higher log p wins."""
+def test_verbalizer_scoring_picks_the_most_likely_word_and_reports_the_per_byte_choice_beside(monkeypatch):
+    """Template and verbalizers become (context, " word") pairs; the label with the higher summed log p wins (the
+    headline, lm-evaluation-harness's acc); per byte of the word (acc_norm) is reported beside it."""
     lm = ScriptedLM(
         {
             ("Review: loved it\nSentiment:", " great"): -0.2,
             ("Review: loved it\nSentiment:", " terrible"): -2.3,
+            # summed, " great" wins (-1.9 > -2.0); per byte, " terrible" does (-2.0 / 9 > -1.9 / 6)
             ("Review: dull\nSentiment:", " great"): -1.9,
-            ("Review: dull\nSentiment:", " terrible"): -0.7,
+            ("Review: dull\nSentiment:", " terrible"): -2.0,
         }
     )
     monkeypatch.setattr("harness.methods.prompting.load_lm", lambda name, device: lm)
@@ -78,8 +87,9 @@ def test_verbalizer_scoring_picks_the_most_likely_word(monkeypatch):
             instruction="Is the review great or terrible?",
         )
     )
-    data = sst_data([("fine", "1")], ["loved it", "dull"])
-    assert method.predict(data, "classification", "test", seed=1, device=torch.device("cpu")) == [1, 0]
+    data = sst_data([("fine", "1")], [("loved it", "1"), ("dull", "0")])
+    predicted = method.predict(data, "classification", "test", seed=1, device=torch.device("cpu"))
+    assert predicted.values == [1, 1] and predicted.metrics == {"accuracy_norm": 1.0}
     assert lm.prefixes == ["Is the review great or terrible?\n\n"]
 
 
@@ -163,5 +173,13 @@ def test_prompt_baselines_run_end_to_end_with_the_packaged_smollm2(tmp_path, wri
         assert 0 <= r["metrics"]["test"][headline] <= 1
         if r["config"]["method"]["name"] != "majority":
             assert r["cost"]["total_params"] > 100e6  # SmolLM2-135M answered, not a stand-in
+        if r["config"]["method"]["name"] != "majority" and r["config"]["task"]["name"] == "toy-ner":
+            # every generation is kept beside the parsed tags, and the record says what they were
+            generations = json.loads((tmp_path / "out" / "generations" / f"{r['config_hash']}.json").read_text())
+            rate = r["metrics"]["test"]["generations"]
+            assert len(generations) == rate["answers"] == 6 and all(isinstance(g, str) for g in generations)
+            assert rate["with_entities"] + rate["said_none"] + rate["unparsed"] == 6
+        if r["config"]["method"]["name"] != "majority" and r["config"]["task"]["name"] == "toy-cls":
+            assert 0 <= r["metrics"]["test"]["accuracy_norm"] <= 1
     table = (tmp_path / "report" / "leaderboard.md").read_text()
     assert "| icl max_new_tokens=16 shots=1 " in table and "| zero_shot max_new_tokens=16 " in table

@@ -8,6 +8,7 @@ baselines, majority) implement ``predict`` instead and never meet the training l
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -83,6 +84,16 @@ class Method(Configurable):
         model.load_state_dict(tensors, strict=False)
 
 
+@dataclass
+class Predicted:
+    """A baseline's test answers in the family's decoded form (tags per word, class ids), what else its answers
+    showed (length-normalised accuracy, how many generations parsed), and the raw generations, for audit."""
+
+    values: list[Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    generations: list[str] | None = None
+
+
 class Baseline(Method):
     """A method that predicts without training (prompting a language model, a majority rule)."""
 
@@ -90,9 +101,8 @@ class Baseline(Method):
 
     def predict(
         self, data: Any, task_type: str, split: str, seed: int, device: torch.device, progress: bool = False
-    ) -> list[Any]:
-        """Predictions for ``data.<split>`` in the family's decoded form (tags per word, class ids), computed on
-        ``device``; with ``progress``, a bar on a terminal."""
+    ) -> Predicted:
+        """Predictions for ``data.<split>``, computed on ``device``; with ``progress``, a bar on a terminal."""
         raise NotImplementedError
 
     def total_params(self, device: torch.device) -> int:

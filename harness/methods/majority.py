@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any, Literal
 
-from harness.methods import Baseline, methods
+from harness.methods import Baseline, Predicted, methods
 from harness.schema import Strict
 
 if TYPE_CHECKING:
@@ -49,8 +49,10 @@ class Majority(Baseline):
 
     def predict(
         self, data: Any, task_type: str, split: str, seed: int, device: torch.device, progress: bool = False
-    ) -> list[Any]:
-        examples = getattr(data, split).examples
+    ) -> Predicted:
+        return Predicted(self._answers(data, task_type, getattr(data, split).examples))
+
+    def _answers(self, data: Any, task_type: str, examples: list[Any]) -> list[Any]:
         if task_type == "classification":  # one class id for every example
             return [most_frequent(data.train.gold)] * len(examples)
         train = data.train.examples

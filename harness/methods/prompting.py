@@ -20,7 +20,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from tqdm.auto import tqdm
 
 from harness.lm import load_lm
-from harness.methods import Baseline, methods
+from harness.methods import Baseline, Predicted, methods
 from harness.schema import Strict
 from harness.tasks import families
 from harness.tasks.fewshot import sample_shots
@@ -174,7 +174,7 @@ class InContext(Baseline):
 
     def predict(
         self, data: Any, task_type: str, split: str, seed: int, device: torch.device, progress: bool = False
-    ) -> list[Any]:
+    ) -> Predicted:
         lm, examples, prefix = (
             load_lm(self.params.lm, device),
             getattr(data, split).examples,
@@ -184,23 +184,47 @@ class InContext(Baseline):
         batches = [examples[i : i + size] for i in range(0, len(examples), size)]
         # disable=None: a bar only on a terminal (an NER cell generates for minutes), never in a CI log
         batches = tqdm(batches, desc=self.params.name, unit="batch", leave=False, disable=None if progress else True)
-        out: list[Any] = []
         if task_type == "classification":
-            space = " " if self._template(task_type).split("{label}")[0].endswith(" ") else ""
-            words = [space + w for w in self._verbalizers(data.labels)]
-            for batch in batches:
-                queries = [self._filled(task_type, e, None) for e in batch]
-                scores = lm.score(prefix, [(q, w) for q in queries for w in words])
-                for row in range(len(batch)):
-                    mine = scores[row * len(words) : (row + 1) * len(words)]
-                    out.append(max(range(len(words)), key=mine.__getitem__))  # ties: the first label
-            return out
+            return self._classify(lm, prefix, batches, data.labels, getattr(data, split).gold)
         types = {name.lower(): t for t, name in self._type_names(data.labels).items()}
         types |= {t.lower(): t for t in self._type_names(data.labels)}
+        answers: list[str] = []
         for batch in batches:
-            answers = lm.generate(prefix, [self._filled(task_type, e, None) for e in batch], self.params.max_new_tokens)
-            out.extend(parse_entities(a, e["tokens"], types) for a, e in zip(answers, batch, strict=True))
-        return out
+            queries = [self._filled(task_type, e, None) for e in batch]
+            answers += lm.generate(prefix, queries, self.params.max_new_tokens)
+        tags = [parse_entities(a, e["tokens"], types) for a, e in zip(answers, examples, strict=True)]
+        return Predicted(tags, {"generations": parse_rate(answers, tags)}, answers)
+
+    def _classify(self, lm: Any, prefix: str, batches: Any, labels: list[str], gold: list[int]) -> Predicted:
+        """The label whose verbalizer has the highest log-probability summed over its tokens (the headline, as
+        lm-evaluation-harness's ``acc``), and beside it per byte of the verbalizer (``acc_norm``)."""
+        space = " " if self._template("classification").split("{label}")[0].endswith(" ") else ""
+        words = [space + w for w in self._verbalizers(labels)]
+        by_sum, by_byte = [], []
+        for batch in batches:
+            queries = [self._filled("classification", e, None) for e in batch]
+            scores = lm.score(prefix, [(q, w) for q in queries for w in words])
+            for row in range(len(batch)):
+                mine = scores[row * len(words) : (row + 1) * len(words)]
+                normalised = [score / len(word.encode()) for score, word in zip(mine, words, strict=True)]
+                by_sum.append(max(range(len(words)), key=mine.__getitem__))  # ties: the first label
+                by_byte.append(max(range(len(words)), key=normalised.__getitem__))
+        accuracy_norm = sum(p == g for p, g in zip(by_byte, gold, strict=True)) / max(len(gold), 1)
+        return Predicted(by_sum, {"accuracy_norm": accuracy_norm})
+
+
+def parse_rate(answers: list[str], tags: list[list[str]]) -> dict[str, int]:
+    """What the generations were: answers with at least one valid entity span, answers saying there is none
+    (``none`` or nothing), and answers with text that gave no valid span (wrong format, unknown type, words not
+    in the sentence)."""
+    spans = sum(any(t != "O" for t in row) for row in tags)
+    said_none = sum(a.strip().strip(".").lower() in ("", "none") for a in answers)
+    return {
+        "answers": len(answers),
+        "with_entities": spans,
+        "said_none": said_none,
+        "unparsed": len(answers) - spans - said_none,
+    }
 
 
 @methods.register("zero_shot")
