@@ -53,11 +53,13 @@ def row_key(record: Record) -> str:
     regime = config["regime"]
     if not isinstance(regime, str):
         regime = {k: v for k, v in regime.items() if k != "split_seed"}
+    config = config | {"regime": regime}
     chosen = set(record.search.get("params", {}))
-    chosen_method = {k.removeprefix(METHOD_PREFIX) for k in chosen if k.startswith(METHOD_PREFIX)} | ({"lr"} & chosen)
-    train = {k: v for k, v in config["train"].items() if k not in chosen}
-    method = {k: v for k, v in config["method"].items() if k not in chosen_method}
-    return group_hash(config | {"regime": regime, "train": train, "method": method})
+    if chosen:  # only cells that train are searched: they have training settings
+        on_method = {k.removeprefix(METHOD_PREFIX) for k in chosen if k.startswith(METHOD_PREFIX)} | ({"lr"} & chosen)
+        config["train"] = {k: v for k, v in config["train"].items() if k not in chosen}
+        config["method"] = {k: v for k, v in config["method"].items() if k not in on_method}
+    return group_hash(config)
 
 
 def row_label(record: Record) -> str:

@@ -261,6 +261,10 @@ def test_a_re_search_that_chose_other_values_is_the_same_row(tmp_path):
         _store(tmp_path / name, records)
         return tmp_path / name
 
+    untrained = _record("majority", 1, 0.5)
+    del untrained.config["train"]  # a baseline method has no training settings
+    for name in ("before", "after"):
+        _store(tmp_path / name, [untrained])
     assert bench("baseline", str(searched("before", 1e-3, 8, [80, 81, 79])), "--to", str(path)).returncode == 0
     result = _check(searched("after", 3e-3, 4, [80.5, 80.5, 79.5]), path)
     assert result.returncode == 0, result.stdout
