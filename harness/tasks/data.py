@@ -101,10 +101,16 @@ def _spans(phrase: tuple[str, ...], proper: bool) -> set[tuple[str, ...]]:
     return {phrase[i:j] for i in range(n) for j in range(i + 1, n + 1) if not (proper and j - i == n)}
 
 
-def _cached_carve(words: list[tuple[str, ...]], order: list[int], size: int, name: str) -> tuple[list, list, int]:
-    """``disjoint_carve``, kept on disk: it reads every phrase's spans (seconds on SST-2) and every cell needs it."""
+def _cached_carve(words: list[tuple[str, ...]], order: list[int], spec: TaskSpec) -> tuple[list, list, int]:
+    """``disjoint_carve`` of ``spec.validation_from_train`` examples, kept on disk: it reads every phrase's spans
+    (seconds on SST-2) and every cell needs it."""
+    size = spec.validation_from_train
+    if size >= len(order):
+        raise BenchError(
+            f"task {spec.name!r}: validation_from_train={size} leaves no training data ({len(order)} training examples)"
+        )
     key = hashlib.sha256(json.dumps([words, order, size]).encode()).hexdigest()[:16]
-    path = cache_dir() / f"{name}-carve-{key}.json"
+    path = cache_dir() / f"{spec.name}-carve-{key}.json"
     if path.is_file():
         validation, training, removed = json.loads(path.read_text())
         return validation, training, removed
@@ -159,14 +165,8 @@ def prepare_task(
             validation = tokenized("validation")
             validation_order = _seeded_order(len(validation.gold), seed)
         else:
-            carve = spec.validation_from_train
-            if carve >= len(train_order):
-                raise BenchError(
-                    f"task {spec.name!r}: validation_from_train={carve} leaves no training data "
-                    f"({len(train_order)} training examples)"
-                )
             words = [family.words(example) for example in raw["train"]]
-            validation_order, train_order, carve_removed = _cached_carve(words, train_order, carve, spec.name)
+            validation_order, train_order, carve_removed = _cached_carve(words, train_order, spec)
             validation = train
         train_part = _select(train, train_order[:train_subset])
         validation_part = _select(validation, validation_order[:validation_subset])
