@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
+from harness.expand import expand, load_suite
 from harness.results import ResultStore
 from harness.runner import RunOptions, run_cells
-from harness.suite import expand, load_suite
 from harness.tracking import Tracker, default_uri
 
 
@@ -58,7 +58,7 @@ def main() -> None:
             RunOptions(progress=False, device=args.device, workers=args.workers),
         )
         print(f"parallel: {parallel_wall:.0f} s on {args.workers} workers")
-        cell_wall = statistics.mean(r.cost["wall_seconds"] for r in ResultStore(parallel).records())
+        cell_wall = statistics.mean(r.cost.wall_seconds for r in ResultStore(parallel).records())
 
     per_cell = driver_cpu / len(cells)
     print(

@@ -13,8 +13,8 @@ import argparse
 import statistics
 from pathlib import Path
 
-from harness.cell import run_cell
-from harness.suite import expand, load_suite
+from harness.execute import run_cell
+from harness.expand import expand, load_suite
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -40,11 +40,11 @@ def main() -> None:
         for precision in PRECISIONS:
             arm = cell.model_copy(update={"train": cell.train.model_copy(update={"precision": precision})})
             record = run_cell(arm, args.device, progress=False).record
-            rows[precision].append({"f1": 100 * record.metrics["test"]["f1"]} | record.cost)
+            rows[precision].append({"f1": 100 * record.metrics.test["f1"]} | record.cost.model_dump(exclude_none=True))
             print(
                 f"seed {cell.seed} {precision}: test F1 {rows[precision][-1]['f1']:.2f}, "
-                f"train {record.cost['train_seconds']:.0f} s, wall {record.cost['wall_seconds']:.0f} s, "
-                f"{record.cost['tokens_per_second']:.0f} tokens/s on {record.env['device']}"
+                f"train {record.cost.train_seconds:.0f} s, wall {record.cost.wall_seconds:.0f} s, "
+                f"{record.cost.tokens_per_second:.0f} tokens/s on {record.env['device']}"
             )
 
     def total(precision: str, key: str) -> float:

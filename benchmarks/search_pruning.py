@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.expand import expand, load_suite
 from harness.study import run_search, search_outcome
-from harness.suite import expand, load_suite
 from harness.tracking import Tracker
 
 

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
-from harness.cell import run_cell, seed_everything
+from harness.execute import run_cell, seed_everything
+from harness.expand import expand, load_suite
 from harness.methods import build_method
 from harness.models import get_backbone
-from harness.suite import expand, load_suite
 from harness.tasks import families
 from harness.tasks.data import prepare_task
 
@@ -135,11 +135,11 @@ def main() -> None:
     started = time.perf_counter()
     record, _, _ = run_cell(cell, progress=False)
     harness_wall = time.perf_counter() - started
-    headline = record.metrics["headline"]
+    headline = record.metrics.headline
     harness = {
-        "test": record.metrics["test"][headline],
+        "test": record.metrics.test[headline],
         "wall": harness_wall,
-        "padding": record.cost["padding_fraction"],
+        "padding": record.cost.padding_fraction,
     }
     print(
         f"harness: test {headline} {harness['test']:.4f}, wall {harness_wall:.0f}s, padding {harness['padding']:.1%}",

@@ -1,228 +1,152 @@
-"""One cell, start to end: task data ► backbone ► method + routing ► train ► select on validation ► test once.
-A method that does not train (a prompt baseline, a majority rule) goes from the data straight to the test."""
+"""A cell: one point of a suite's cross product, the unit that runs. It knows its hash (an explicit allow-list of
+fields), its leaderboard row, and how its record starts."""
 
 from __future__ import annotations
 
-import dataclasses
-import random
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+import hashlib
+import json
 from typing import Any
 
-import numpy as np
-import torch
+from pydantic import model_validator
 
-from harness.device import Compute, describe_device
-from harness.memory import PeakMemory
-from harness.methods import Baseline, Method, build_method
-from harness.models import get_backbone
-from harness.results import Record, environment
-from harness.routing import build_routing
-from harness.suite import Cell
-from harness.tasks import families
-from harness.tasks.base import TaskData
-from harness.tasks.data import prepare_task
-from harness.train import Batches, Observer, TrainResult, evaluate, train
+from harness.methods import describe as describe_method
+from harness.methods import methods
+from harness.record import SCHEMA_VERSION, Record, Row, Status
+from harness.routing import describe as describe_routing
+from harness.schema import Strict
+from harness.search_space import METHOD_PREFIX, Search
+from harness.specs import CellRegime, MethodSpec, RoutingSpec, TrainConfig
+from harness.tasks.base import TaskSpec
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def _digest(fields: dict[str, Any]) -> str:
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+def group_hash(hashed_fields: dict[str, Any]) -> str:
+    """A cell's hashed fields without the training seed: the key of its study and tracking parent."""
+    return _digest({k: v for k, v in hashed_fields.items() if k != "seed"})
 
 
-def build_model(cell: Cell, method: Method, labels: list[str], compute: Compute) -> tuple[torch.nn.Module, Any]:
-    """The backbone with its task head, routed and prepared by the method, on the compute device; returns it
-    and its routing."""
-    family = families.get(cell.task.type)
-    routing = build_routing(cell.routing)
-    dense = get_backbone(cell.backbone).model(family.auto_model(), labels)
-    model = method.prepare(routing.apply(dense, method), routed=routing.routes_paths)
-    return model.to(compute.device), routing
+class Cell(Strict):
+    """One point of the cross product; ``config_hash`` covers an explicit allow-list of fields."""
 
+    suite: str
+    task: TaskSpec
+    backbone: str
+    method: MethodSpec
+    routing: RoutingSpec
+    regime: CellRegime
+    seed: int
+    train: TrainConfig
+    data_dir: str
+    search: Search | None = None  # set only for methods that train
 
-def _prepare(cell: Cell, method: Method | Baseline) -> tuple[TaskData, Any]:
-    """The cell's data and tokenizer, with every RNG seeded by the cell's seed afterwards."""
-    seed_everything(cell.seed)
-    tokenizer = get_backbone(cell.backbone).tokenizer()
-    few_shot = not isinstance(cell.regime, str)
-    data = prepare_task(
-        cell.task,
-        Path(cell.data_dir),
-        tokenizer,
-        max_length=cell.train.max_length,
-        seed=cell.regime.split_seed if few_shot else cell.seed,
-        train_subset=cell.train.train_subset if method.trains else None,
-        validation_subset=cell.train.validation_subset if method.trains else None,
-        shots=cell.regime.shots if few_shot else None,
-    )
-    seed_everything(cell.seed)  # the model's initialisation does not depend on how data loading used RNGs
-    return data, tokenizer
+    @model_validator(mode="after")
+    def _one_learning_rate(self) -> Cell:
+        """A method with its own learning rate (parameter-efficient methods want larger ones) trains with it: the
+        one place where the method's lr and the training settings' lr are reconciled."""
+        lr = getattr(self.method, "lr", None)
+        if lr is not None and lr != self.train.lr:
+            object.__setattr__(self, "train", self.train.model_copy(update={"lr": lr}))
+        return self
 
+    @property
+    def trains(self) -> bool:
+        return methods.get(self.method.name).trains
 
-def train_only(
-    cell: Cell,
-    device: str = "auto",
-    progress: bool = True,
-    log: Callable[[str], None] = lambda _: None,
-    observers: Sequence[Observer] = (),
-) -> TrainResult:
-    """Train ``cell`` and score it on validation only (a search trial): the test split is dropped before
-    training starts, so nothing a search selects can have seen it."""
-    compute = Compute.named(device, cell.train.precision)
-    method = build_method(cell.method)
-    data, tokenizer = _prepare(cell, method)
-    data = dataclasses.replace(data, test=None)
-    family = families.get(cell.task.type)
-    model, routing = build_model(cell, method, data.labels, compute)
-    collate = family.collator(tokenizer)
-    cfg = cell.train
-    return train(model, method, routing, data, family, collate, cfg, cell.seed, compute, progress, log, observers)
-
-
-@dataclass
-class CellOutcome:
-    """Everything a cell produced, in memory, for the one writer (the driver) to store: the record, the test
-    predictions and their per-example scores (what paired tests between cells compare), and the trained
-    weights as files (name → bytes) when they were asked for."""
-
-    record: Record
-    predictions: list[Any] | None = None
-    scores: list[Any] | None = None
-    weights: dict[str, bytes] = field(default_factory=dict)
-    generations: list[str] | None = None  # a prompt baseline's raw answers, beside the parsed predictions
-
-
-def run_cell(
-    cell: Cell,
-    device: str = "auto",
-    progress: bool = True,
-    log: Callable[[str], None] = lambda _: None,
-    save_weights: bool = False,
-    observers: Sequence[Observer] = (),
-) -> CellOutcome:
-    """Train (or just predict) and evaluate ``cell`` on ``device`` (resolved here, in the process that runs the
-    cell). With ``save_weights``, the outcome holds what ``Method.save`` writes; ``observers`` follow
-    training."""
-    started, env = time.perf_counter(), environment()  # the code as it was when the cell started
-    compute = Compute.named(device, cell.train.precision)
-    compute.reset_peak_memory()
-    env["device"] = describe_device(compute.device)
-    method = build_method(cell.method)
-    with PeakMemory() as memory:
-        data, tokenizer = _prepare(cell, method)
-        if method.trains:
-            outcome = _train_and_test(cell, method, data, tokenizer, compute, progress, log, save_weights, observers)
-        else:
-            outcome = _predict(cell, method, data, compute, progress)
-    metrics, predictions, extra = outcome
-    weights, generations = extra.pop("weights", {}), extra.pop("generations", None)
-    family = families.get(cell.task.type)
-    record = Record(
-        suite=cell.suite,
-        config_hash=cell.config_hash,
-        status="done",
-        label=cell.label,
-        config=cell.hashed_fields(),
-        metrics=metrics
-        | {
-            "headline": family.headline,
-            "test_source": data.test_source,
-            "sizes": {split: len(getattr(data, split).gold) for split in ("train", "validation", "test")},
+    def hashed_fields(self) -> dict[str, Any]:
+        fields = {
+            "task": self.task.identity(),
+            "backbone": self.backbone,
+            "method": self.method.model_dump(),
+            "routing": self.routing.model_dump(),
+            "regime": self.regime.identity(),
+            "seed": self.seed,
         }
-        | ({"carve_removed": data.carve_removed} if data.carve_removed is not None else {}),
-        history=extra.pop("history", []),
-        routing_stats=extra.pop("routing_stats", {}),
-        cost=extra
-        | {
-            "wall_seconds": round(time.perf_counter() - started, 2),
-            "peak_rss_mb": round(memory.peak_mb, 1),
-            "torch_threads": torch.get_num_threads(),
-        }
-        | compute.peak_memory_mb(),
-        env=env | {"data_fingerprint": data.fingerprint},
-    )
-    scores = family.example_scores(data.test.gold, predictions)
-    return CellOutcome(record, predictions, scores, weights, generations)
+        if self.trains:  # a baseline's numbers do not depend on training settings
+            fields["train"] = self.train.identity()
+        if self.search is not None:  # a searched cell is not the same experiment as a hand-set one
+            fields["search"] = self.search.identity()
+        return fields
 
+    @property
+    def config_hash(self) -> str:
+        return _digest(self.hashed_fields())
 
-def _train_and_test(
-    cell: Cell,
-    method: Method,
-    data: TaskData,
-    tokenizer: Any,
-    compute: Compute,
-    progress: bool,
-    log: Callable[[str], None],
-    save_weights: bool,
-    observers: Sequence[Observer],
-) -> tuple[dict, list[Any], dict]:
-    family = families.get(cell.task.type)
-    model, routing = build_model(cell, method, data.labels, compute)
-    collate = family.collator(tokenizer)
-    result = train(
-        model, method, routing, data, family, collate, cell.train, cell.seed, compute, progress, log, observers
-    )
-    test_metrics, predictions = evaluate(
-        model, Batches(data.test, family, collate, compute), family, data.labels, cell.train.eval_batch_size
-    )
-    weights = _saved(method, model) if save_weights else {}
-    trainable, total = count_parameters(model)
-    metrics = {"best_epoch": result.best_epoch, "validation": result.validation, "test": test_metrics}
-    cost = {
-        "trainable_params": trainable,
-        "total_params": total,
-        "train_seconds": round(result.train_seconds, 2),
-        "steps": result.steps,
-        "tokens_per_second": round(result.real_tokens / max(result.train_seconds, 1e-9), 1),
-        "padding_fraction": round(1 - result.real_tokens / max(result.padded_tokens, 1), 4),
-    }
-    extra = {"history": result.history, "routing_stats": routing.telemetry(), "weights": weights}
-    return metrics, predictions, cost | extra
+    @property
+    def group_hash(self) -> str:
+        return group_hash(self.hashed_fields())
 
+    def with_params(self, params: dict[str, Any]) -> Cell:
+        """This cell with searched values laid over it: ``method.<field>`` keys (and ``lr`` for a method with its
+        own learning rate) on the method's parameters, the others on the training settings."""
+        own_lr = "lr" in type(self.method).model_fields
+        on_method = {k.removeprefix(METHOD_PREFIX): v for k, v in params.items() if k.startswith(METHOD_PREFIX)}
+        on_train = {k: v for k, v in params.items() if not k.startswith(METHOD_PREFIX)}
+        if own_lr and "lr" in on_train:
+            on_method["lr"] = on_train.pop("lr")
+        return Cell.model_validate(
+            self.model_dump()
+            | {
+                "method": type(self.method).model_validate(self.method.model_dump() | on_method),
+                "train": TrainConfig.model_validate(self.train.model_dump() | on_train),
+                "regime": self.regime,
+            }
+        )
 
-def _saved(method: Method, model: torch.nn.Module) -> dict[str, bytes]:
-    """The files ``method.save`` writes, read back into memory: the process that ran the cell may not share a
-    file system with the one that stores its results."""
-    with tempfile.TemporaryDirectory() as tmp:
-        method.save(model, Path(tmp))
-        return {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
+    def with_seed(self, seed: int) -> Cell:
+        return self.model_copy(update={"seed": seed})
 
+    @property
+    def label(self) -> str:
+        return f"{self.group_label}/seed{self.seed}"
 
-def _predict(
-    cell: Cell, method: Baseline, data: TaskData, compute: Compute, progress: bool
-) -> tuple[dict, list[Any], dict]:
-    """A method without training: test predictions only (nothing is selected, so validation is not run)."""
-    family = families.get(cell.task.type)
-    total = method.total_params(compute.device)  # loads the LM first, so predict_seconds is prediction only
-    started = time.perf_counter()
-    predicted = method.predict(data, cell.task.type, "test", cell.seed, compute.device, progress)
-    cost = {
-        "trainable_params": 0,
-        "total_params": total,
-        "train_seconds": 0.0,
-        "predict_seconds": round(time.perf_counter() - started, 2),
-    }
-    test = family.score(data.test.gold, predicted.values) | predicted.metrics
-    return {"validation": {}, "test": test}, predicted.values, cost | {"generations": predicted.generations}
+    @property
+    def group_label(self) -> str:
+        return f"{self._row_label()}/{self.regime.path_part()}"
 
+    def _row_label(self) -> str:
+        return f"{self.task.name}/{self.backbone}/{self.method.name}/{self.routing.strategy}"
 
-def failed_record(cell: Cell, error: BaseException | str) -> Record:
-    return Record(
-        suite=cell.suite,
-        config_hash=cell.config_hash,
-        status="failed",
-        label=cell.label,
-        config=cell.hashed_fields(),
-        metrics={"headline": families.get(cell.task.type).headline},
-        env=environment(),
-        error=error if isinstance(error, str) else f"{type(error).__name__}: {error}",
-    )
+    def row(self) -> Row:
+        """The leaderboard row: the cell without its seed, its few-shot split (the two things seeds vary) and the
+        values a search chose (a re-search that picks other values is the same row; the search block stays)."""
+        fields = self.hashed_fields() | {"regime": self.regime.row_identity()}
+        searched = set(self.search.space) if self.search is not None else set()
+        if searched:
+            on_method = {k.removeprefix(METHOD_PREFIX) for k in searched if k.startswith(METHOD_PREFIX)}
+            on_method |= {"lr"} & searched
+            fields["train"] = {k: v for k, v in fields["train"].items() if k not in searched}
+            fields["method"] = {k: v for k, v in fields["method"].items() if k not in on_method}
+        method, routing = self.method.model_dump(), self.routing.model_dump()
+        return Row(
+            key=group_hash(fields),
+            label=f"{self._row_label()}/{self.regime.row_part()}",
+            task=self.task.name,
+            task_type=self.task.type,
+            backbone=self.backbone,
+            method=describe_method(method),
+            method_name=self.method.name,
+            routing=describe_routing(routing),
+            routing_strategy=self.routing.strategy,
+            inference=routing.get("inference", "-"),
+            regime=self.regime.label,
+            unit=self.regime.unit(self.seed),
+        )
+
+    def record(self, status: Status, metrics: dict[str, Any], env: dict[str, Any], **fields: Any) -> Record:
+        """This cell's record, with its identity filled in; ``fields``: the rest (history, cost, error …)."""
+        return Record(
+            schema_version=SCHEMA_VERSION,
+            suite=self.suite,
+            config_hash=self.config_hash,
+            status=status,
+            label=self.label,
+            row=self.row(),
+            config=self.hashed_fields(),
+            metrics=metrics,
+            env=env,
+            **fields,
+        )

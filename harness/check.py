@@ -12,7 +12,6 @@ failed cell, is a regression too.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,8 @@ from scipy import stats
 
 from harness.atomic import write_json_atomic
 from harness.errors import BenchError
-from harness.results import Record, unit_of
-from harness.search_space import METHOD_PREFIX
-from harness.suite import CheckRule, group_hash
+from harness.record import Record
+from harness.report_settings import CheckRule
 
 
 class Row(BaseModel):
@@ -45,31 +43,10 @@ class Baseline(BaseModel):
     rows: dict[str, Row]
 
 
-def row_key(record: Record) -> str:
-    """A leaderboard row: the cell without its training seed, without its few-shot split (the two things seeds
-    vary, so a few-shot row's spread is over its splits, as in the report) and without the values a search chose
-    (a re-search that picks other values is the same row: the search block itself stays in the key)."""
-    config = record.config
-    regime = config["regime"]
-    if not isinstance(regime, str):
-        regime = {k: v for k, v in regime.items() if k != "split_seed"}
-    config = config | {"regime": regime}
-    chosen = set(record.search.get("params", {}))
-    if chosen:  # only cells that train are searched: they have training settings
-        on_method = {k.removeprefix(METHOD_PREFIX) for k in chosen if k.startswith(METHOD_PREFIX)} | ({"lr"} & chosen)
-        config["train"] = {k: v for k, v in config["train"].items() if k not in chosen}
-        config["method"] = {k: v for k, v in config["method"].items() if k not in on_method}
-    return group_hash(config)
-
-
-def row_label(record: Record) -> str:
-    return re.sub(r"-split\d+$", "", record.label.rsplit("/", 1)[0])
-
-
 def _rows(records: list[Record]) -> dict[str, list[Record]]:
     rows: dict[str, list[Record]] = {}
     for record in records:
-        rows.setdefault(row_key(record), []).append(record)
+        rows.setdefault(record.row.key, []).append(record)
     return rows
 
 
@@ -79,11 +56,13 @@ def make_baseline(records: list[Record], rule: CheckRule) -> Baseline:
     for key, group in _rows(records).items():
         if any(r.status != "done" for r in group):
             raise BenchError(f"{group[0].label}: failed cells; fix them before taking a baseline")
-        headline = group[0].metrics["headline"]
-        label = row_label(group[0])
-        group = sorted(group, key=lambda r: unit_of(r.config))
-        values = [r.metrics["test"][headline] * 100 for r in group]
-        rows[key] = Row(label=label, metric=headline, values=values, units=[unit_of(r.config) for r in group])
+        group = sorted(group, key=lambda r: r.row.unit)
+        rows[key] = Row(
+            label=group[0].row.label,
+            metric=group[0].metrics.headline,
+            values=[r.test_score * 100 for r in group],
+            units=[r.row.unit for r in group],
+        )
     return Baseline(suite=records[0].suite, rule=rule, rows=dict(sorted(rows.items(), key=lambda kv: kv[1].label)))
 
 
@@ -166,7 +145,7 @@ def check(records: list[Record], baseline: Baseline) -> list[Verdict]:
     for key, row in baseline.rows.items():
         mean_b = float(np.mean(row.values))
         group = now.get(key, [])
-        done = {unit_of(r.config): r.metrics["test"][row.metric] * 100 for r in group if r.status == "done"}
+        done = {r.row.unit: r.test_score * 100 for r in group if r.status == "done"}
         if not group:
             verdicts.append(Verdict(row.label, mean_b, math.nan, math.nan, "MISSING"))
         elif key not in compared:
@@ -179,9 +158,8 @@ def check(records: list[Record], baseline: Baseline) -> list[Verdict]:
             verdicts.append(Verdict(row.label, mean_b, mean_now, tol, verdict, drop.test, drop.df))
     for key, group in now.items():
         if key not in baseline.rows:
-            headline = group[0].metrics["headline"]
-            done_values = [r.metrics["test"][headline] * 100 for r in group if r.status == "done"]
-            verdicts.append(Verdict(row_label(group[0]), math.nan, _mean(done_values), math.nan, "new"))
+            done_values = [r.test_score * 100 for r in group if r.status == "done"]
+            verdicts.append(Verdict(group[0].row.label, math.nan, _mean(done_values), math.nan, "new"))
     return verdicts
 
 

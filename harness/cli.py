@@ -20,7 +20,7 @@ ProfileOpt = Annotated[str | None, typer.Option(help="Budget profile from the su
 
 
 def _load(suite_path: Path, profile: str | None):
-    from harness.suite import expand, load_suite
+    from harness.expand import expand, load_suite
 
     suite = load_suite(suite_path)
     return suite, expand(suite, suite_path, profile)
@@ -220,6 +220,15 @@ def check(
     )
     if bad:
         raise typer.Exit(1)
+
+
+@app.command()
+def upgrade(results: ResultsArg) -> None:
+    """Rewrite a results folder's records written by an older routebench (schema 1) in the current schema."""
+    from harness.upgrade import upgrade_folder
+
+    done, current = upgrade_folder(results)
+    out.print(f"{results}: {done} records upgraded, {current} already current")
 
 
 def main() -> None:

@@ -15,12 +15,22 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.results import Record, to_frame
+from harness.record import Record
+from harness.results import to_frame
 
 
-def _label(row: pd.Series) -> str:
-    parts = [row["method"]] + [row[k] for k in ("routing", "regime") if row[k] not in ("none", "full")]
-    return " / ".join(parts) + (" (searched)" if row["tuning"] != "-" else "")
+def _label(method: str, routing: str, regime: str, tuning: str) -> str:
+    """A row's name in a legend: its method, its routing and regime where not the default, whether searched."""
+    parts = [method] + [part for part in (routing, regime) if part not in ("none", "full")]
+    return " / ".join(parts) + (" (searched)" if tuning != "-" else "")
+
+
+def _table_label(row: pd.Series) -> str:
+    return _label(row["method"], row["routing"], row["regime"], row["tuning"])
+
+
+def _record_label(record: Record) -> str:
+    return _label(record.row.method, record.row.routing, record.row.regime, record.tuning)
 
 
 def _grid(n: int, width: float = 5.0, height: float = 3.8) -> tuple[Figure, list]:
@@ -40,7 +50,7 @@ def pareto(tables: dict[str, pd.DataFrame]) -> Figure | None:
         ax.scatter(table["trainable_params"], table["test"], color="tab:blue", zorder=3)
         for _, row in table.iterrows():
             ax.annotate(
-                _label(row),
+                _table_label(row),
                 (row["trainable_params"], row["test"]),
                 fontsize=7,
                 xytext=(4, 2),
@@ -97,10 +107,9 @@ def expert_load(records: list[Record]) -> Figure | None:
     """Per routed row, each layer's share of tokens per expert (mean over seeds); 1/E everywhere is balance."""
     loads: dict[str, list[dict]] = defaultdict(list)
     for record in records:
-        layers = record.routing_stats.get("layers", {})
+        layers = record.routing_stats.layers
         if record.status == "done" and layers and all("load" in v for v in layers.values()):
-            row = to_frame([record]).iloc[0]
-            loads[f"{row['task']}: {_label(row)}"].append({k: v["load"] for k, v in layers.items()})
+            loads[f"{record.row.task}: {_record_label(record)}"].append({k: v["load"] for k, v in layers.items()})
     if not loads:
         return None
     fig, axes = _grid(len(loads), 3.6, 3.4)
@@ -120,9 +129,8 @@ def validation_curves(records: list[Record]) -> Figure | None:
     curves: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         if record.status == "done" and record.history:
-            row = to_frame([record]).iloc[0]
-            headline = record.metrics["headline"]
-            curves[row["task"]][_label(row)].append([h["validation"][headline] * 100 for h in record.history])
+            scores = [h.validation[record.metrics.headline] * 100 for h in record.history]
+            curves[record.row.task][_record_label(record)].append(scores)
     if not curves:
         return None
     fig, axes = _grid(len(curves), 6.5, 4.5)

@@ -14,8 +14,8 @@ import pandas as pd
 
 from harness import plots
 from harness.atomic import write_bytes_atomic
-from harness.report import rendered
-from harness.results import Record
+from harness.leaderboard import rendered
+from harness.record import Record
 
 PAGE = jinja2.Template(
     """<!DOCTYPE html>

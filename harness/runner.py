@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.cell import CellOutcome, failed_record, run_cell
+from harness.cell import Cell
 from harness.device import resolve_device, visible_gpus
 from harness.engine import DaskEngine, SerialEngine, Task, dask_engine
 from harness.errors import BenchError
+from harness.execute import CellOutcome, failed_record, run_cell
 from harness.faults import stop_point
+from harness.record import SearchSummary
 from harness.results import ResultStore
 from harness.stores import redact
-from harness.suite import Cell
 from harness.tracking import Group, Recording, RecordingGroup, Run, Tracker, scalars
 
 Log = Callable[[str], None]
@@ -109,7 +110,7 @@ class _Group:
     cells: list[Cell]
     positions: list[int]
     parent: Group
-    searched: dict = field(default_factory=dict)
+    searched: SearchSummary | None = None
     storage: str = ""  # the study's storage URL, when searched
     searches_left: int = 0
     search_failed: bool = False
@@ -238,15 +239,14 @@ class _SuiteRun:
         except Exception as failure:
             self._search_failed(group, f"{type(failure).__name__}: {failure}")
             return
-        counts = outcome.summary["trials"]
+        summary, counts = outcome.summary, outcome.summary.trials
         self.log(
-            f"[search] {first.group_label}: best trial {outcome.summary['best_trial']} "
-            f"({outcome.summary['metric']} {outcome.summary['best_value']:.4f}); {counts['complete']} complete, "
-            f"{counts['pruned']} pruned, {counts['fail']} failed; {outcome.summary['steps']} training steps, "
-            f"{outcome.summary['steps_saved']} saved by pruning"
+            f"[search] {first.group_label}: best trial {summary.best_trial} ({summary.metric} "
+            f"{summary.best_value:.4f}); {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} "
+            f"failed; {summary.steps} training steps, {summary.steps_saved} saved by pruning"
         )
         group.parent.params({f"best.{k}": str(v) for k, v in outcome.params.items()})
-        group.parent.metrics(scalars(outcome.summary, "search/") | scalars(counts, "search/trials_"))
+        group.parent.metrics(scalars(summary.model_dump(), "search/") | scalars(counts, "search/trials_"))
         group.searched = outcome.summary
         self._submit_cells(group, [c.with_params(outcome.params) for c in group.cells])
 
@@ -281,8 +281,7 @@ def cell_task(
         log(f"{prefix}: FAILED: {outcome.record.error}")
     else:
         record = outcome.record
-        test = record.metrics["test"][record.metrics["headline"]]
-        log(f"{prefix}: test {record.metrics['headline']} {test:.4f} in {record.cost['wall_seconds']:.0f}s")
+        log(f"{prefix}: test {record.metrics.headline} {record.test_score:.4f} in {record.cost.wall_seconds:.0f}s")
     return outcome, run
 
 
@@ -309,9 +308,9 @@ def _replayed(recording: Recording, run: Run) -> Run:
 def _log_cell(run: Run, outcome: CellOutcome) -> None:
     """The cell's test metrics, costs and files on its tracking run, which then ends."""
     record = outcome.record
-    test = record.metrics.get("test", {})
-    run.metrics(scalars(test, "test/") | scalars(record.cost, "cost/"))
-    artifacts: dict[str, Any] = {"record.json": record.model_dump(mode="json")}
+    test = record.metrics.test
+    run.metrics(scalars(test, "test/") | scalars(record.cost.model_dump(exclude_none=True), "cost/"))
+    artifacts: dict[str, Any] = {"record.json": record.dumped()}
     if outcome.predictions is not None:
         artifacts["predictions.json"] = outcome.predictions
     if outcome.generations is not None:

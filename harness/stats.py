@@ -1,6 +1,5 @@
 """Statistics for leaderboards, with the trained model (the seed) as the unit that varies: t intervals of
-the mean over seeds, exact permutation tests on per-seed scores, Holm's adjustment across a table's rows; and
-per-sentence entity counts (the per-example scores a NER run records).
+the mean over seeds, exact permutation tests on per-seed scores, Holm's adjustment across a table's rows.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
-from seqeval.metrics.sequence_labeling import get_entities
 
 PERMUTATIONS = 20_000  # sampled arrangements when there are too many to enumerate
 
@@ -79,12 +77,3 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(order) - rank) * p[i]))
         adjusted[i] = running
     return adjusted.tolist()
-
-
-def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> np.ndarray:
-    """Per sentence: (correct entities, predicted entities, gold entities), as seqeval's default mode counts."""
-    rows = []
-    for g, p in zip(gold, pred, strict=True):
-        gold_entities, pred_entities = set(get_entities(list(g))), set(get_entities(list(p)))
-        rows.append((len(gold_entities & pred_entities), len(pred_entities), len(gold_entities)))
-    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)

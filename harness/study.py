@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.atomic import pid_alive
-from harness.cell import train_only
+from harness.cell import Cell
 from harness.errors import BenchError, CellFailed, dependency_error
+from harness.execute import train_only
 from harness.faults import stop_point
+from harness.record import SearchSummary
 from harness.search_space import Search
 from harness.stores import create_study_store, redact
-from harness.suite import Cell
 from harness.tasks import families
 from harness.tracking import Group, RecordingGroup
 from harness.train import Observer
@@ -88,7 +89,7 @@ class Outcome:
     """What a finished study chose, and what it cost."""
 
     params: dict[str, Any]
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: SearchSummary
 
 
 class _Pruning(Observer):
@@ -268,18 +269,18 @@ def _outcome(study: optuna.Study, name: str, storage_url: str, metric: str) -> O
         raise CellFailed(f"search {name}: no trial completed ({len(trials)} pruned or failed)")
     best = study.best_trial
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    summary = {
-        "study": name,
-        "storage": redact(storage_url),
-        "metric": f"validation {metric}",
-        "best_trial": best.number,
-        "best_value": best.value,
-        "params": best.params,
-        "trials": {s: sum(t.state.name.lower() == s for t in trials) for s in ("complete", "pruned", "fail")},
-        "steps": sum(t.user_attrs.get("steps", 0) for t in trials),
+    summary = SearchSummary(
+        study=name,
+        storage=redact(storage_url),
+        metric=f"validation {metric}",
+        best_trial=best.number,
+        best_value=best.value,
+        params=best.params,
+        trials={s: sum(t.state.name.lower() == s for t in trials) for s in ("complete", "pruned", "fail")},
+        steps=sum(t.user_attrs.get("steps", 0) for t in trials),
         # what pruned trials would have cost had they run every epoch
-        "steps_saved": sum(t.user_attrs.get("planned_steps", 0) - t.user_attrs.get("steps", 0) for t in pruned),
-    }
+        steps_saved=sum(t.user_attrs.get("planned_steps", 0) - t.user_attrs.get("steps", 0) for t in pruned),
+    )
     return Outcome(best.params, summary)
 
 

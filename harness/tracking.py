@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.cell import Cell
 from harness.errors import dependency_error
-from harness.results import environment
+from harness.provenance import environment
 from harness.stores import open_tracking_store, redact, sqlite_file
-from harness.suite import Cell
 from harness.train import Observer
 
 KIND, GROUP, CONFIG, STUDY, TRIAL = "bench.kind", "bench.group", "bench.config_hash", "bench.study", "bench.trial"

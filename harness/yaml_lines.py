@@ -1,4 +1,5 @@
-"""YAML loading that rejects duplicate keys and remembers the line of every key and item."""
+"""YAML loading that rejects duplicate keys and remembers the line of every key and item, and validation errors
+reported at those lines."""
 
 from __future__ import annotations
 
@@ -64,3 +65,36 @@ def line_of(lines: dict[Loc, int], loc: Loc) -> int:
             found = (*found, part)
             best = lines[found]
     return best
+
+
+def dotted(loc: Loc) -> str:
+    """``("grids", 0, "methods", 1)`` as ``grids[0].methods[1]``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def describe_error(err: Any, path: Path, data: Any, lines: dict[Loc, int], tags: tuple[str, ...] = ()) -> str:
+    """A pydantic error as ``file:line: field: message``, at the line of the field it is about (``tags``: the
+    tags of discriminated unions, which pydantic adds to locations but the file does not have)."""
+    loc = tuple(err["loc"])
+    if err["type"] == "unknown_field":
+        loc = (*loc, err["ctx"]["field"])
+    shown, node = [], data
+    for part in loc:
+        if part in tags or (isinstance(node, dict) and part not in node and part in node.values()):
+            continue  # a discriminated-union tag that pydantic adds to the location
+        shown.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+        node = node[part] if isinstance(node, dict | list) and _has(node, part) else None
+    field = "".join(shown).lstrip(".") or "(suite)"
+    message = err["msg"].removeprefix("Value error, ")
+    given = err.get("input")
+    if (
+        err["type"] not in ("missing", "unknown_field")
+        and isinstance(given, str | int | float | bool)
+        and repr(given) not in message
+    ):
+        message += f" (got {given!r})"
+    return f"{path}:{line_of(lines, loc)}: {field}: {message}"
+
+
+def _has(node: Any, part: Any) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and 0 <= part < len(node)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from harness.device import Compute, resolve_device
+from harness.expand import expand, load_suite
 from harness.results import ResultStore
 from harness.routing import routers
 from harness.runner import RunOptions, run_cells
-from harness.suite import expand, load_suite
 
 from .conftest import bench
 from .test_routing import EXPERT_STRATEGIES, batch, routed, tiny_model
@@ -62,7 +62,7 @@ def test_a_reduced_precision_cell_trains_on_cpu_and_is_its_own_cell(toy, tmp_pat
     assert summary.failed == 0
     (record,) = ResultStore(tmp_path / "out").records()
     assert record.config["train"]["precision"] == precision
-    assert record.metrics["test"]["f1"] > 0.9  # the toy task is learnt in reduced precision too
+    assert record.metrics.test["f1"] > 0.9  # the toy task is learnt in reduced precision too
     assert record.env["device"].startswith("cpu (")
 
 

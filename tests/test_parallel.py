@@ -19,9 +19,9 @@ from optuna.trial import TrialState
 
 from harness.engine import local_cluster
 from harness.errors import BenchError
+from harness.expand import expand, load_suite
 from harness.results import ResultStore
 from harness.runner import RunOptions, _SuiteRun
-from harness.suite import expand, load_suite
 from harness.tracking import Tracker
 
 from .conftest import ONE_THREAD, REPO, bench, free_port
@@ -90,14 +90,14 @@ def test_two_workers_run_the_smoke_suite_to_a_serial_runs_records_and_log_to_a_s
     client = MlflowClient(tracking_uri=mlflow_server)
     for _, run in seeds.iterrows():
         record = records[run["tags.bench.config_hash"]]
-        headline = record.metrics["headline"]
-        assert run[f"metrics.test/{headline}"] == pytest.approx(record.metrics["test"][headline])
+        headline = record.metrics.headline
+        assert run[f"metrics.test/{headline}"] == pytest.approx(record.metrics.test[headline])
         assert run["params.train.lr"] == str(record.config["train"]["lr"])
         steps = client.get_metric_history(run["run_id"], "train/loss")
-        assert [m.step for m in steps] == list(range(1, record.cost["steps"] + 1))
+        assert [m.step for m in steps] == list(range(1, record.cost.steps + 1))
         assert steps[0].timestamp < steps[-1].timestamp  # when each step was taken, not when it was replayed
         epochs = client.get_metric_history(run["run_id"], f"validation/{headline}")
-        assert [m.value for m in epochs] == pytest.approx([h["validation"][headline] for h in record.history])
+        assert [m.value for m in epochs] == pytest.approx([h.validation[headline] for h in record.history])
         artifacts = {a.path for a in client.list_artifacts(run["run_id"])}
         assert artifacts == {"record.json", "predictions.json"} | ({"per_type.json"} if headline == "f1" else set())
 
@@ -154,7 +154,7 @@ def test_a_searched_suite_spreads_its_trials_over_two_workers(searched, tmp_path
     assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)  # no suggestion made twice
     records = ResultStore(out).records()
     assert sorted(r.status for r in records) == ["done", "done"]
-    assert {r.search["trials"]["complete"] + r.search["trials"]["pruned"] for r in records} == {len(trials)}
+    assert {r.search.trials["complete"] + r.search.trials["pruned"] for r in records} == {len(trials)}
     runs = _mlflow_runs(f"sqlite:///{out / 'mlflow.db'}", "searched")
     trial_runs = runs[runs["tags.bench.kind"] == "trial"]
     assert sorted(trial_runs["tags.bench.trial"].astype(int)) == [t.number for t in trials]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from harness.expand import expand, load_suite
 from harness.models import get_backbone, packaged_minilm
 from harness.results import ResultStore
 from harness.runner import RunOptions, run_cells
-from harness.suite import expand, load_suite
 
 from .conftest import SHARED_DATA
 
@@ -36,6 +36,6 @@ def test_short_fine_tune_beats_chance_by_far(write, tmp_path, task, train, floor
     run_cells(expand(load_suite(path), path), tmp_path / "out", QUIET, log=lambda _: None)
     (record,) = ResultStore(tmp_path / "out").records()
     assert record.status == "done", record.error
-    headline = record.metrics["headline"]
-    assert record.metrics["test"][headline] > floor
-    assert record.cost["total_params"] == record.cost["trainable_params"] > 22_000_000
+    headline = record.metrics.headline
+    assert record.metrics.test[headline] > floor
+    assert record.cost.total_params == record.cost.trainable_params > 22_000_000

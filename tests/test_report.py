@@ -3,9 +3,10 @@ records, and `bench check` verdicts (drop, seed noise, missing, failed, malforme
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,18 @@ import pandas as pd
 import pytest
 from seqeval.metrics import f1_score
 
+from harness.cell import Cell
 from harness.check import simulate
-from harness.report import leaderboards, write_report
-from harness.results import Record, ResultStore
-from harness.stats import entity_counts, holm, seed_permutation_p, t_interval
-from harness.suite import CheckRule, ReportSettings
+from harness.leaderboard import leaderboards
+from harness.record import Record, SearchSummary
+from harness.report import write_report
+from harness.report_settings import CheckRule, ReportSettings
+from harness.results import ResultStore
+from harness.search_space import Search
+from harness.specs import TrainConfig
+from harness.stats import holm, seed_permutation_p, t_interval
+from harness.tasks.base import TaskSpec
+from harness.tasks.ner import entity_counts
 
 from .conftest import bench
 
@@ -83,36 +91,42 @@ def test_entity_counts_reproduce_seqeval():
 
 # ---------------------------------------------------------------------------------------------- fixtures
 
+LR_RANGE = {"type": "log_float", "low": 1e-6, "high": 1.0}
+INT_RANGE = {"type": "int", "low": 1, "high": 64}
+
 
 def _record(method: str, seed: int, score: float, *, task: str = "sst2", regime="full", routing=None, **extra):
-    """A done (or failed) record as `bench run` writes it, with the fields reports and checks read."""
-    routing = routing or {"strategy": "none"}
+    """A done (or failed) record as `bench run` writes it: made by a cell, so its row is the cell's row. ``search``:
+    the values a search chose (float: a log-uniform lr range, int: an integer range)."""
     ner = task == "conll"
     headline = "f1" if ner else "accuracy"
-    config = {
-        "task": {"name": task, "type": "ner" if ner else "classification"},
-        "backbone": "tiny",
-        "method": {"name": method},
-        "routing": routing,
-        "regime": regime,
-        "seed": seed,
-        "train": {"lr": 1e-3},
-    }
-    status = extra.pop("status", "done")
-    search = extra.pop("search", {})
-    config["train"] |= {k: v for k, v in search.get("params", {}).items() if not k.startswith("method.")}
-    config["method"] |= {k.removeprefix("method."): v for k, v in search.get("params", {}).items() if "." in k}
-    return Record(
-        search=search,
+    chosen = extra.pop("search", None)
+    space = {k: INT_RANGE if isinstance(v, int) else LR_RANGE for k, v in (chosen or {}).items()}
+    cell = Cell(
         suite="fixture",
-        config_hash=hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12],
-        status=status,
-        label=f"{task}/tiny/{method}/{routing['strategy']}/{regime}/seed{seed}",
-        config=config,
-        metrics={"headline": headline, "test": {headline: score}, "validation": {headline: score + 0.01}}
-        if status == "done"
-        else {"headline": headline},
-        history=[{"epoch": e, "validation": {headline: score * e / 3}} for e in (1, 2, 3)] if status == "done" else [],
+        task=TaskSpec(name=task, type="ner" if ner else "classification", format="conll" if ner else "tsv"),
+        backbone="tiny",
+        method={"name": method},
+        routing=routing or {"strategy": "none"},
+        regime=regime,
+        seed=seed,
+        train=TrainConfig(lr=1e-3),
+        data_dir="",
+        search=Search(space=space, trials=4) if chosen else None,
+    )
+    cell = cell.with_params(chosen) if chosen else cell
+    search = SearchSummary(
+        study="s", storage="-", metric=f"validation {headline}", best_trial=0, best_value=score, params=chosen or {},
+        trials={"complete": 4, "pruned": 0, "fail": 0}, steps=0, steps_saved=0,
+    ) if chosen else None  # fmt: skip
+    if extra.pop("status", "done") == "failed":
+        return cell.record("failed", {"headline": headline}, {}, error="RuntimeError: fixture")
+    return cell.record(
+        "done",
+        {"headline": headline, "test": {headline: score}, "validation": {headline: score + 0.01}},
+        {},
+        search=search,
+        history=[{"epoch": e, "train_loss": 0.5, "validation": {headline: score * e / 3}} for e in (1, 2, 3)],
         routing_stats=extra.pop("routing_stats", {}),
         cost={
             "trainable_params": 1000 if method == "full" else 10,
@@ -260,13 +274,12 @@ def test_a_re_search_that_chose_other_values_is_the_same_row(tmp_path):
     path = tmp_path / "baselines" / "searched.json"
 
     def searched(name: str, lr: float, r: int, scores: list[float]) -> Path:
-        search = {"params": {"lr": lr, "method.r": r}, "trials": {"complete": 4, "pruned": 0, "fail": 0}}
-        records = [_record("lora", s, v / 100, search=search) for s, v in zip((1, 2, 3), scores, strict=True)]
+        chosen = {"lr": lr, "method.r": r}
+        records = [_record("lora", s, v / 100, search=chosen) for s, v in zip((1, 2, 3), scores, strict=True)]
         _store(tmp_path / name, records)
         return tmp_path / name
 
-    untrained = _record("majority", 1, 0.5)
-    del untrained.config["train"]  # a baseline method has no training settings
+    untrained = _record("majority", 1, 0.5)  # a baseline method: no training settings in its row
     for name in ("before", "after"):
         _store(tmp_path / name, [untrained])
     assert bench("baseline", str(searched("before", 1e-3, 8, [80, 81, 79])), "--to", str(path)).returncode == 0
@@ -298,3 +311,70 @@ def test_check_exits_2_on_a_malformed_baseline(tmp_path, content):
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {path}: not a baseline file")
+
+
+# ---------------------------------------------------------------------------------------------- the reading half
+
+TRAINING_SIDE = ("torch", "transformers", "peft", "datasets", "optuna", "mlflow", "seqeval")
+TRAINING_MODULES = ("harness.methods", "harness.routing", "harness.tasks", "harness.cell", "harness.specs")
+READING_MODULES = [
+    "harness.record",
+    "harness.results",
+    "harness.stats",
+    "harness.leaderboard",
+    "harness.report",
+    "harness.report_html",
+    "harness.plots",
+    "harness.check",
+    "harness.report_settings",
+]
+
+
+def test_the_reading_half_imports_no_training_library():
+    code = f"import sys, {', '.join(READING_MODULES)}; print(' '.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert set(READING_MODULES) <= set(loaded)
+    assert [m for m in loaded if m.split(".")[0] in TRAINING_SIDE or m.startswith(TRAINING_MODULES)] == []
+
+
+def test_report_baseline_and_check_run_where_training_libraries_cannot_be_imported(tmp_path):
+    """What nightly CI runs to compare numbers must work on a machine without torch: an import hook makes any
+    import of a training-side module fail."""
+    run = _run(tmp_path, "run", REFERENCE)
+    block = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {TRAINING_SIDE!r} or name.startswith({TRAINING_MODULES!r}):\n"
+        "            raise ImportError(f'{name} is on the training side')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from harness.cli import main\n"
+        "main()\n"
+    )
+    for args in (
+        ["report", str(run), "--to", str(tmp_path / "report")],
+        ["baseline", str(run), "--to", str(tmp_path / "base.json")],
+        ["check", str(run), "--baseline", str(tmp_path / "base.json")],
+    ):
+        result = subprocess.run([sys.executable, "-c", block, *args], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert "| ok " in result.stdout
+
+
+def test_a_record_that_does_not_match_the_schema_is_one_line_naming_file_and_field(tmp_path):
+    store = _store(tmp_path / "run", [_record("full", 1, 0.8)])
+    (path,) = store.cells.glob("*.json")
+    good = json.loads(path.read_text())
+    for change, field in (
+        (lambda r: r["cost"].update(train_secs=1.0), "cost.train_secs: Extra inputs are not permitted"),
+        (lambda r: r["metrics"]["test"].pop("accuracy"), "needs metrics.test.accuracy (its headline)"),
+        (lambda r: r["row"].pop("unit"), "row.unit: Field required"),
+        (lambda r: r.pop("schema_version"), "schema_version: 1, but this routebench reads records of schema 2"),
+    ):
+        broken = json.loads(json.dumps(good))
+        change(broken)
+        path.write_text(json.dumps(broken))
+        result = bench("report", str(tmp_path / "run"), "--to", str(tmp_path / "report"))
+        assert result.returncode == 2
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: {path}: ") and field in line, line

@@ -9,7 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, BertConfig
 
+from harness.expand import expand, load_suite
 from harness.methods import build_method, methods
+from harness.record import RoutingStats
 from harness.results import ResultStore
 from harness.routing import build_routing, routers
 from harness.routing.consistency import symmetric_kl, two_pass_loss
@@ -19,7 +21,6 @@ from harness.routing.learned import capacity_keep, load_balancing_loss
 from harness.routing.moe import FFNExperts, Route, RoutedBlock, Tokens, dispatch
 from harness.routing.random import RandomRouter
 from harness.runner import RunOptions, run_cells
-from harness.suite import expand, load_suite
 
 QUIET = RunOptions(progress=False)
 
@@ -274,40 +275,33 @@ def test_every_strategy_trains_end_to_end_and_records_its_routing(toy, tmp_path,
     summary = run_cells(expand(load_suite(path), path), tmp_path / "out", QUIET, log=lambda _: None)
     assert summary.failed == 0
     (record,) = ResultStore(tmp_path / "out").records()
-    assert record.metrics["test"]["f1"] > 0.8, record.metrics["test"]
+    assert record.metrics.test["f1"] > 0.8, record.metrics.test
     stats = record.routing_stats
     if strategy in EXPERT_STRATEGIES:
-        assert len(stats["layers"]) == 2 and all(layer["tokens"] > 0 for layer in stats["layers"].values())
-        assert 0 <= stats["load_entropy"] <= stats["max_entropy"] + 1e-6
-        assert all("load_entropy" in epoch["routing"] for epoch in record.history)
+        assert len(stats.layers) == 2 and all(layer["tokens"] > 0 for layer in stats.layers.values())
+        assert 0 <= stats.load_entropy <= stats.max_entropy + 1e-6
+        assert all("load_entropy" in epoch.routing for epoch in record.history)
     elif strategy == "layerdrop":
-        assert len(stats["skip_rate"]) == 2
+        assert len(stats.skip_rate) == 2
     else:
-        assert stats == {}
+        assert stats == RoutingStats()
 
 
 def test_leaderboard_rows_tell_routing_variants_apart():
-    from harness.report import leaderboards
-    from harness.results import Record
+    from harness.cell import Cell
+    from harness.leaderboard import leaderboards
+    from harness.record import Record
+    from harness.specs import TrainConfig
+    from harness.tasks.base import TaskSpec
 
     def record(routing: dict, seed: int) -> Record:
-        config = {
-            "task": {"name": "t"},
-            "backbone": "b",
-            "method": {"name": "full"},
-            "routing": routing,
-            "regime": "full",
-            "seed": seed,
-        }
-        return Record(
-            suite="s",
-            config_hash=f"{seed}{len(routing)}",
-            status="done",
-            label="x",
-            config=config,
-            metrics={"headline": "f1", "test": {"f1": 0.5}, "validation": {"f1": 0.5}},
-            cost={"trainable_params": 10, "train_seconds": 1.0},
-        )
+        task = TaskSpec(name="t", type="ner", format="conll")
+        cell = Cell(
+            suite="s", task=task, backbone="b", method={"name": "full"}, routing=routing, regime="full", seed=seed,
+            train=TrainConfig(), data_dir="",
+        )  # fmt: skip
+        metrics = {"headline": "f1", "test": {"f1": 0.5}, "validation": {"f1": 0.5}}
+        return cell.record("done", metrics, {}, cost={"trainable_params": 10, "train_seconds": 1.0})
 
     plain = params("random").model_dump(mode="json")
     variant = params("random", every=2).model_dump(mode="json")

@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 
+from harness.expand import expand, load_suite
 from harness.results import ResultStore
 from harness.runner import RunOptions, run_cells
-from harness.suite import expand, load_suite
 
 from .conftest import REPO, bench
 
@@ -24,14 +24,14 @@ def test_learns_a_toy_task_and_writes_a_full_record(toy, tmp_path):
     assert (summary.ran, summary.failed) == (1, 0)
     (record,) = ResultStore(out).records()
     assert record.status == "done"
-    assert record.metrics["test"]["f1"] > 0.9  # entity words are unambiguous: a broken label path cannot do this
-    assert set(record.metrics["test"]["per_type"]) == {"LOC", "PER"}
-    assert record.metrics["sizes"] == {"train": 300, "validation": 60, "test": 80}
-    assert [h["epoch"] for h in record.history] == [1, 2, 3, 4]
-    assert record.metrics["validation"] == record.history[record.metrics["best_epoch"] - 1]["validation"]
+    assert record.metrics.test["f1"] > 0.9  # entity words are unambiguous: a broken label path cannot do this
+    assert set(record.metrics.test["per_type"]) == {"LOC", "PER"}
+    assert record.metrics.sizes == {"train": 300, "validation": 60, "test": 80}
+    assert [h.epoch for h in record.history] == [1, 2, 3, 4]
+    assert record.metrics.validation == record.history[record.metrics.best_epoch - 1].validation
     cost = record.cost
-    assert cost["trainable_params"] == cost["total_params"] > 0
-    assert 0 <= cost["padding_fraction"] < 0.2 and cost["tokens_per_second"] > 0
+    assert cost.trainable_params == cost.total_params > 0
+    assert 0 <= cost.padding_fraction < 0.2 and cost.tokens_per_second > 0
     assert record.env["data_fingerprint"] and record.env["torch"] and "git" in record.env
     predictions = json.loads((out / "predictions" / f"{record.config_hash}.json").read_text())
     assert len(predictions) == 80
@@ -44,7 +44,7 @@ def test_same_seed_same_numbers(toy, tmp_path):
         run_cells(cells, tmp_path / name, QUIET, log=lambda _: None)
     a, b = (ResultStore(tmp_path / name).records()[0] for name in ("a", "b"))
     assert a.metrics == b.metrics
-    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert [h.train_loss for h in a.history] == [h.train_loss for h in b.history]
 
 
 def test_failed_cell_is_recorded_and_the_suite_goes_on(toy, tmp_path):

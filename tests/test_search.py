@@ -16,10 +16,10 @@ import pytest
 from optuna.trial import TrialState
 
 from harness.errors import BenchError
+from harness.expand import expand, load_suite
 from harness.results import ResultStore
 from harness.runner import RunOptions, run_cells
 from harness.search_space import CategoricalParam, FloatParam, IntParam, LogFloatParam
-from harness.suite import expand, load_suite
 
 from .conftest import REPO, bench, free_port, get_when_up, toy_ner_lines
 
@@ -143,9 +143,9 @@ def test_selection_never_reads_the_test_split(searched, tmp_path):
     assert any(t.state == TrialState.COMPLETE for t in a)
     ra, rb = (sorted(ResultStore(out).records(), key=lambda r: r.config["seed"]) for out in outs.values())
     for x, y in zip(ra, rb, strict=True):
-        assert x.search["params"] == y.search["params"] and x.search["best_trial"] == y.search["best_trial"]
-        assert (x.metrics["best_epoch"], x.metrics["validation"]) == (y.metrics["best_epoch"], y.metrics["validation"])
-        assert x.metrics["test"]["f1"] > 0.5 and y.metrics["test"]["f1"] == 0.0  # gold all O: no entity to find
+        assert x.search.params == y.search.params and x.search.best_trial == y.search.best_trial
+        assert (x.metrics.best_epoch, x.metrics.validation) == (y.metrics.best_epoch, y.metrics.validation)
+        assert x.metrics.test["f1"] > 0.5 and y.metrics.test["f1"] == 0.0  # gold all O: no entity to find
     # the record accounts for the search's compute: every trial's steps, and what pruning saved
     summary = ra[0].search
     assert summary["steps"] == sum(t.user_attrs["steps"] for t in a)

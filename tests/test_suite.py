@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import BenchError
-from harness.suite import expand, load_suite
+from harness.expand import expand, load_suite
 
 from .conftest import REPO, bench
 

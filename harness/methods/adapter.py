@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 
-from harness.methods import Method, is_head, methods, trainable_only
+from harness.methods.base import Method, is_head, methods, trainable_only
 from harness.routing.placements import AdapterExperts, OnePath, is_path, wrap_linears
 from harness.schema import Strict
 

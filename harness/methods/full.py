@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import torch
 
-from harness.methods import Method, methods
+from harness.methods.base import Method, methods
 from harness.routing.placements import install_ffn
 from harness.schema import Strict
 

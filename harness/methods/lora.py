@@ -16,7 +16,7 @@ from pydantic import Field
 from safetensors.torch import load_file
 
 from harness.errors import BenchError
-from harness.methods import Method, is_head, methods, trainable_only
+from harness.methods.base import Method, is_head, methods, trainable_only
 from harness.routing.placements import LoRAExperts, is_path, wrap_linears
 from harness.schema import Strict
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any, Literal
 
-from harness.methods import Baseline, Predicted, methods
+from harness.methods.base import Baseline, Predicted, methods
 from harness.schema import Strict
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class Majority(Baseline):
     def conflict(self, task_type: str, routing: Any, regime: Any) -> str | None:
         if self.params.rule == "word" and task_type != "ner":
             return "majority rule 'word' is for NER tasks; use rule 'class'"
-        if regime != "full":
+        if regime.few_shot:
             return "majority reads the whole training split; it has no few-shot regime"
         return super().conflict(task_type, routing, regime)
 

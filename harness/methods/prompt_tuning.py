@@ -9,7 +9,7 @@ import torch
 from peft import PromptTuningConfig, TaskType, get_peft_model
 from pydantic import Field
 
-from harness.methods import Method, methods
+from harness.methods.base import Method, methods
 from harness.schema import Strict
 
 

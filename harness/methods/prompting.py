@@ -20,7 +20,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from tqdm.auto import tqdm
 
 from harness.lm import load_lm
-from harness.methods import Baseline, Predicted, methods
+from harness.methods.base import Baseline, Predicted, methods
 from harness.schema import Strict
 from harness.tasks import families
 from harness.tasks.fewshot import sample_shots
@@ -235,7 +235,7 @@ class ZeroShot(InContext):
     seeded = False
 
     def conflict(self, task_type: str, routing: Any, regime: Any) -> str | None:
-        if regime != "full":
+        if regime.few_shot:
             return "zero_shot sees no training examples; a few-shot regime would not change it"
         return super().conflict(task_type, routing, regime)
 

@@ -1,63 +1,16 @@
 """How a path is chosen: one class per strategy, each registered by name with its own parameter model."""
 
-from __future__ import annotations
+# ruff: noqa: I001 (registration order)
+from harness.routing.base import Routing, build_routing, describe, routers
 
-from typing import Any
-
-import torch
-
-from harness.registry import Registry
-from harness.schema import Configurable
-from harness.schema import describe as describe_config
-
-
-class Routing(Configurable):
-    """A routing strategy owns its suite parameters, turns a dense model into a routed one, and owns the loss.
-
-    The training loop calls only these hooks, so a strategy never needs an ``if`` in the loop.
-    """
-
-    routes_paths: bool = False  # True: ``apply`` installs the method's paths as parallel, routed ones
-
-    def apply(self, model: torch.nn.Module, method: Any) -> torch.nn.Module:
-        """Return the model to train; ``method`` (a ``Method``) says where its paths go and their shape."""
-        return model
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The training loss of one batch (task loss plus whatever the strategy adds)."""
-        return model(**batch).loss
-
-    def on_step(self, step: int, total_steps: int) -> None:
-        """After every optimiser step (schedules such as a growing active k)."""
-
-    def start_epoch(self) -> None:
-        """Before every training epoch (telemetry counts restart)."""
-
-    def telemetry(self) -> dict[str, Any]:
-        """Routing statistics of the last training epoch for the record; empty for dense models."""
-        return {}
-
-
-routers: Registry[type[Routing]] = Registry("routing strategy")
-
-
-def build_routing(params: Any) -> Routing:
-    return routers.get(params.strategy)(params)
-
-
-def describe(config: dict[str, Any]) -> str:
-    """A routing config as a leaderboard label, e.g. ``random placement=ffn`` (the inference mode has its own
-    column)."""
-    return describe_config(config, routers.get(config["strategy"]).Params, "strategy", hidden=("inference",))
-
-
-# each strategy module registers itself; the order here is the order `bench list` shows
-from harness.routing import dense, random, hashing, learned, fixed_random, thor, layerdrop  # noqa: E402, I001
+# each module registers itself on import; the order here is the order `bench list` shows
+from harness.routing import dense, random, hashing, learned, fixed_random, thor, layerdrop
 
 __all__ = [
     "Routing",
     "build_routing",
     "dense",
+    "describe",
     "fixed_random",
     "hashing",
     "layerdrop",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from harness.routing import Routing, routers
+from harness.routing.base import Routing, routers
 from harness.schema import Strict
 
 

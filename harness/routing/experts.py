@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from harness.routing import Routing
+from harness.routing.base import Routing
 from harness.routing.context import RoutingContext
 from harness.routing.moe import ExpertBank, RoutedBlock, Router
 from harness.schema import Strict

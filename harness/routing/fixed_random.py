@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field, model_validator
 
-from harness.routing import routers
+from harness.routing.base import routers
 from harness.routing.experts import ExpertParams, ExpertRouting
 from harness.routing.moe import Route, Router, Tokens
 

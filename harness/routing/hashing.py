@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import torch
 
-from harness.routing import routers
+from harness.routing.base import routers
 from harness.routing.experts import ExpertParams, ExpertRouting
 from harness.routing.moe import Route, Router, Tokens
 

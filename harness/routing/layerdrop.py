@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from harness.routing import Routing, routers
+from harness.routing.base import Routing, routers
 from harness.routing.placements import encoder_layers
 from harness.schema import Strict
 

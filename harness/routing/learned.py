@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from harness.routing import routers
+from harness.routing.base import routers
 from harness.routing.experts import ExpertParams, ExpertRouting
 from harness.routing.moe import Route, Router, Tokens
 

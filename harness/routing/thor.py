@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
-from harness.routing import routers
+from harness.routing.base import routers
 from harness.routing.consistency import two_pass_loss
 from harness.routing.experts import ExpertParams
 from harness.routing.random import RandomRouting

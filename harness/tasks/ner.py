@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
+import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from harness.errors import BenchError
 from harness.metrics import ner_metrics
-from harness.stats import entity_counts
 from harness.tasks.base import TaskSpec
 
 TAG = re.compile(r"^(O|[BI]-[^\s]+)$")
@@ -147,3 +148,12 @@ class NerFamily:
     def example_scores(self, gold: list[list[str]], pred: list[list[str]]) -> list[list[int]]:
         """Per sentence: correct, predicted and gold entities (F1 is not a mean over sentences)."""
         return entity_counts(gold, pred).tolist()
+
+
+def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> np.ndarray:
+    """Per sentence: (correct entities, predicted entities, gold entities), as seqeval's default mode counts."""
+    rows = []
+    for g, p in zip(gold, pred, strict=True):
+        gold_entities, pred_entities = set(get_entities(list(g))), set(get_entities(list(p)))
+        rows.append((len(gold_entities & pred_entities), len(pred_entities), len(gold_entities)))
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)

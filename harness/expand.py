@@ -1,0 +1,89 @@
+"""From a suite file to cells: load and check it, resolve the profile and the data folder, and expand the grids
+into the cross product of cells."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from harness.cell import Cell
+from harness.compatibility import combination_problems, search_problems
+from harness.errors import BenchError
+from harness.methods import methods
+from harness.specs import REGIME_TAGS, TrainConfig
+from harness.suite import Suite
+from harness.yaml_lines import describe_error, load_yaml
+
+
+def load_suite(path: Path) -> Suite:
+    """Parse and validate ``path``, then check its combinations; every problem becomes one
+    ``file:line: field: message`` line."""
+    data, lines = load_yaml(path)
+    if not isinstance(data, dict):
+        raise BenchError(f"{path}:1: expected a mapping of suite fields, got {type(data).__name__}")
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as e:
+        raise BenchError("\n".join(describe_error(err, path, data, lines, REGIME_TAGS) for err in e.errors())) from None
+    problems = combination_problems(suite, path, lines) + search_problems(suite, path, lines)
+    if problems:
+        raise BenchError("\n".join(problems))
+    return suite
+
+
+def resolve_profile(suite: Suite, profile: str | None) -> TrainConfig:
+    """The base ``train`` block with the named profile's fields laid over it (``default`` if defined)."""
+    if profile is None:
+        profile = "default" if "default" in suite.profiles else None
+    if profile is None:
+        return suite.train
+    if profile not in suite.profiles:
+        known = ", ".join(suite.profiles) or "none defined"
+        raise BenchError(f"suite {suite.name!r} has no profile {profile!r} (profiles: {known})")
+    return suite.train.model_copy(update=suite.profiles[profile].model_dump(exclude_unset=True))
+
+
+def data_dir_for(suite: Suite, suite_path: Path) -> Path:
+    """Relative task files resolve against the suite's data_dir, else $BENCH_DATA_DIR, else the suite's folder."""
+    if suite.data_dir is not None:
+        return (suite_path.parent / suite.data_dir).resolve()
+    if os.environ.get("BENCH_DATA_DIR"):
+        return Path(os.environ["BENCH_DATA_DIR"]).resolve()
+    return suite_path.parent.resolve()
+
+
+def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[Cell]:
+    """The union over grids of task × backbone × method × routing × regime × seed, in a stable order.
+
+    A method without randomness (``majority``, ``zero_shot``) gets only the first seed; a few-shot regime
+    adds one cell per split seed.
+    """
+    base = resolve_profile(suite, profile)
+    data_dir = str(data_dir_for(suite, suite_path))
+    cells: dict[str, Cell] = {}
+    for _, axes in suite.grid_axes():
+        for task, backbone, method, routing, regime in itertools.product(
+            axes["tasks"], axes["backbones"], axes["methods"], axes["routing"], axes["regimes"]
+        ):
+            seeds = axes["seeds"] if methods.get(method.name).seeded else axes["seeds"][:1]
+            train = regime.training(base)
+            search = axes["search"] if methods.get(method.name).trains else None
+            for seed in seeds:
+                for cell_regime in regime.cells(seed):
+                    cell = Cell(
+                        suite=suite.name,
+                        task=task,
+                        backbone=backbone,
+                        method=method,
+                        routing=routing,
+                        regime=cell_regime,
+                        seed=seed,
+                        train=train,
+                        data_dir=data_dir,
+                        search=search,
+                    )
+                    cells.setdefault(cell.config_hash, cell)
+    return list(cells.values())
