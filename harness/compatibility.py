@@ -1,20 +1,44 @@
-"""Which suite combinations can run: a method with a task type, a routing strategy and a regime, and search keys
-that name real fields with values those fields accept. Checked when a suite loads, before any work."""
+"""Which suite combinations can run: a method with a task type, a routing strategy and a regime (decided here and
+nowhere else), and search keys that name real fields with values those fields accept. Checked when a suite
+loads, before any work."""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from harness.methods import build_method, methods
+from harness.methods import Method, build_method, methods
 from harness.routing import describe
 from harness.search_space import METHOD_PREFIX, extremes
 from harness.specs import TrainConfig
 from harness.suite import Suite
 from harness.tasks import families
 from harness.yaml_lines import Loc, dotted, line_of
+
+
+def conflict(method: Method, task_type: str, routing: Any, regime: Any) -> str | None:
+    """Why ``method`` cannot run with this task type, routing strategy and regime; None when it can. The one place
+    that decides: the method's own parameters first, then its task types, then whether its paths can be routed."""
+    name = method.params.name
+    if (own := method.conflict(task_type, regime)) is not None:
+        return own
+    if task_type not in method.task_types:
+        return f"method {name!r} supports {' and '.join(method.task_types)} tasks, not {task_type}"
+    if routing.strategy == "none":
+        return None
+    paths = method.paths()
+    if paths is None:
+        return f"method {name!r} has no parallel paths to route; pair it with routing 'none' in its own grid"
+    wanted = getattr(routing, "placement", "auto")
+    if wanted not in ("auto", "layer", paths.placement):
+        return (
+            f"routing placement {wanted!r} does not fit method {name!r}, whose paths are {paths.placement!r}; "
+            "use placement: auto"
+        )
+    return None
 
 
 def combination_problems(suite: Suite, path: Path, lines: dict[Loc, int]) -> list[str]:
@@ -25,7 +49,7 @@ def combination_problems(suite: Suite, path: Path, lines: dict[Loc, int]) -> lis
         for task, (m, method), routing, regime in itertools.product(
             axes["tasks"], enumerate(axes["methods"]), axes["routing"], axes["regimes"]
         ):
-            reason = build_method(method).conflict(task.type, routing, regime)
+            reason = conflict(build_method(method), task.type, routing, regime)
             loc = (*suite.axis_location(grid, "methods"), m)
             if reason is None or (loc, reason) in problems:
                 continue

@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+from harness.execute import assemble
 from harness.methods import build_method, methods
 from harness.models import get_backbone
 from harness.routing import build_routing, routers
@@ -52,7 +53,7 @@ def prepared(spec: str, task_type: str, seed: int = 0) -> torch.nn.Module:
     dense = get_backbone("tiny-bert").model(auto, labels)
     fields = {"strategy": strategy} | ({"experts": 4, "inference": "merge"} if strategy != "none" else {})
     routing = build_routing(routers.get(strategy).Params.model_validate(fields))
-    return method, method.prepare(routing.apply(dense, method), routed=routing.routes_paths)
+    return method, assemble(dense, method, routing)
 
 
 @pytest.mark.parametrize(("spec", "task_type"), list(EXPECTED))
@@ -112,6 +113,6 @@ def test_fixed_random_router_stays_frozen_under_every_method():
         chosen = build_method(methods.get(method).Params())
         routing = build_routing(routers.get("fixed_random").Params())
         dense = get_backbone("tiny-bert").model(AutoModelForTokenClassification, ["O", "B-A", "I-A"])
-        model = chosen.prepare(routing.apply(dense, chosen), routed=True)
+        model = assemble(dense, chosen, routing)
         gates = [n for n, p in model.named_parameters() if "router" in n]
         assert gates and not any(p.requires_grad for n, p in model.named_parameters() if "router" in n), method

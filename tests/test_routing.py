@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, BertConfig
 
+from harness.execute import assemble
 from harness.expand import expand, load_suite
 from harness.methods import build_method, methods
 from harness.record import RoutingStats
@@ -61,7 +62,7 @@ def routed(strategy: str, method: str = "full", seed: int = 0, **fields) -> tupl
     """The tiny model routed by ``strategy`` and prepared by ``method`` (its placement decides the paths)."""
     routing = build_routing(params(strategy, **fields))
     chosen = build_method(methods.get(method).Params())
-    return routing, chosen.prepare(routing.apply(tiny_model(seed), chosen), routed=routing.routes_paths)
+    return routing, assemble(tiny_model(seed), chosen, routing)
 
 
 def _modes(strategy: str) -> list[str]:

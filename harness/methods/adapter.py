@@ -10,13 +10,14 @@ optionally sharing the up-projection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
 
 from harness.methods.base import Method, is_head, methods, trainable_only
-from harness.routing.placements import AdapterExperts, OnePath, is_path, wrap_linears
+from harness.routing.placements import AdapterExperts, OnePath, Paths, is_path, wrap_linears
 from harness.schema import Strict
 
 SITES = {"houlsby": ("attention.output.dense", "output.dense"), "pfeiffer": ("output.dense",)}
@@ -33,27 +34,24 @@ class AdapterParams(Strict):
 @methods.register("adapter")
 class Adapter(Method):
     Params = AdapterParams
-    placement = "adapter"
 
     def _install(self, model: torch.nn.Module, every: int, make: Any) -> dict[str, Any]:
         sites = SITES[self.params.style]
         return wrap_linears(model, every, lambda name: name in sites, make, on_output=True)
 
-    def paths(self, model: torch.nn.Module, every: int, n_experts: int, make_block: Any) -> dict[str, Any]:
+    def paths(self) -> Paths:
         p = self.params
-        return self._install(
-            model,
-            every,
-            lambda linear: make_block(AdapterExperts(linear.out_features, p.reduction, n_experts, p.share_up)),
-        )
 
-    def prepare(self, model: torch.nn.Module, routed: bool) -> torch.nn.Module:
-        if not routed:
-            self._install(
-                model, 1, lambda linear: OnePath(AdapterExperts(linear.out_features, self.params.reduction, 1))
-            )
+        def install(model: torch.nn.Module, every: int, n_experts: int, make_block: Any) -> dict[str, Any]:
+            experts = lambda linear: make_block(AdapterExperts(linear.out_features, p.reduction, n_experts, p.share_up))  # noqa: E731
+            return self._install(model, every, experts)
+
+        return Paths("adapter", install)
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        self._install(model, 1, lambda linear: OnePath(AdapterExperts(linear.out_features, self.params.reduction, 1)))
+        return trainable_only(model, self.trainable(model))
+
+    def trainable(self, model: torch.nn.Module) -> Callable[[str], bool]:
         layer_norms = self.params.style == "houlsby"
-        return trainable_only(
-            model,
-            lambda name: is_path(name) or is_head(model, name) or (layer_norms and "LayerNorm" in name),
-        )
+        return lambda name: is_path(name) or is_head(model, name) or (layer_norms and "LayerNorm" in name)

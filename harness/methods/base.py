@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from harness.errors import BenchError
 from harness.registry import Registry
+from harness.routing.placements import Paths
 from harness.schema import Configurable
 from harness.schema import describe as describe_config
 
@@ -25,40 +27,25 @@ class Method(Configurable):
 
     trains: ClassVar[bool] = True
     task_types: ClassVar[tuple[str, ...]] = ("ner", "classification")
-    # where a routing strategy puts this method's parallel paths; None: the method cannot be routed
-    placement: ClassVar[str | None] = None
     # False for methods without randomness: one cell per combination instead of one per seed
     seeded: ClassVar[bool] = True
 
-    def conflict(self, task_type: str, routing: Any, regime: Any) -> str | None:
-        """Why this method cannot run with this task type, routing and regime; None when it can."""
-        name = self.params.name
-        if task_type not in self.task_types:
-            return f"method {name!r} supports {' and '.join(self.task_types)} tasks, not {task_type}"
-        if routing.strategy == "none":
-            return None
-        if self.placement is None:
-            return f"method {name!r} has no parallel paths to route; pair it with routing 'none' in its own grid"
-        wanted = getattr(routing, "placement", "auto")
-        if wanted not in ("auto", "layer", self.placement):
-            return (
-                f"routing placement {wanted!r} does not fit method {name!r}, whose paths are {self.placement!r}; "
-                "use placement: auto"
-            )
+    def conflict(self, task_type: str, regime: Any) -> str | None:
+        """Why this method's own parameters cannot run with this task type and regime (a template for another
+        task type …); None when they can. Task types and routing are checked in ``compatibility``."""
         return None
 
-    @property
-    def lr(self) -> float | None:
-        """The method's own learning rate (parameter-efficient methods want larger ones); None: the suite's."""
-        return getattr(self.params, "lr", None)
+    def paths(self) -> Paths | None:
+        """The parallel paths a routing strategy can turn into experts; None: the method cannot be routed."""
+        return None
 
-    def paths(self, model: torch.nn.Module, every: int, n_experts: int, make_block: Any) -> dict[str, Any]:
-        """Install ``n_experts`` parallel paths per site, each bank wrapped by ``make_block``; by site name."""
-        raise BenchError(f"method {self.params.name!r} cannot be routed")
-
-    def prepare(self, model: torch.nn.Module, routed: bool) -> torch.nn.Module:
-        """Wrap or freeze ``model`` (``routed``: a strategy already installed this method's paths)."""
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The method on its own (no strategy routes its paths): wrap the model, add its one path, freeze."""
         raise NotImplementedError
+
+    def trainable(self, model: torch.nn.Module) -> Callable[[str], bool]:
+        """Which parameters train once a strategy has installed this method's paths as experts."""
+        return lambda name: True
 
     def on_step(self, model: torch.nn.Module, step: int) -> None:
         """Called after every optimiser step (schedules, re-normalisation); most methods need nothing."""

@@ -3,12 +3,12 @@ upcycled from the pretrained FFN (sparse upcycling)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from harness.methods.base import Method, methods
-from harness.routing.placements import install_ffn
+from harness.routing.placements import Paths, install_ffn
 from harness.schema import Strict
 
 
@@ -19,10 +19,11 @@ class FullParams(Strict):
 @methods.register("full")
 class Full(Method):
     Params = FullParams
-    placement = "ffn"
 
-    def paths(self, model: torch.nn.Module, every: int, n_experts: int, make_block: Any) -> dict[str, Any]:
-        return install_ffn(model, every, n_experts, make_block)
+    def paths(self) -> Paths:
+        return Paths("ffn", install_ffn)
 
-    def prepare(self, model: torch.nn.Module, routed: bool) -> torch.nn.Module:
-        return model  # everything already trains, except what a strategy froze on purpose (a fixed router)
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model  # everything trains
+
+    # routed, everything trains too, except what a strategy froze on purpose (a fixed router)

@@ -6,6 +6,7 @@ mixtures, so the routed pairs are our own ``LoRAExperts`` with the same shape, s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,8 +17,8 @@ from pydantic import Field
 from safetensors.torch import load_file
 
 from harness.errors import BenchError
-from harness.methods.base import Method, is_head, methods, trainable_only
-from harness.routing.placements import LoRAExperts, is_path, wrap_linears
+from harness.methods.base import Method, is_head, methods
+from harness.routing.placements import LoRAExperts, Paths, is_path, wrap_linears
 from harness.schema import Strict
 
 
@@ -38,7 +39,6 @@ def task_type(model: torch.nn.Module) -> TaskType:
 @methods.register("lora")
 class Lora(Method):
     Params = LoraParams
-    placement = "lora"
 
     def targets(self, model: torch.nn.Module) -> tuple[str, ...]:
         if self.params.target_modules is not None:
@@ -48,7 +48,10 @@ class Lora(Method):
             raise BenchError(f"lora: no default target modules for model type {model_type!r}; set target_modules")
         return tuple(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
 
-    def paths(self, model: torch.nn.Module, every: int, n_experts: int, make_block: Any) -> dict[str, Any]:
+    def paths(self) -> Paths:
+        return Paths("lora", self._install)
+
+    def _install(self, model: torch.nn.Module, every: int, n_experts: int, make_block: Any) -> dict[str, Any]:
         p = self.params
 
         def experts(linear: torch.nn.Linear) -> Any:
@@ -61,9 +64,10 @@ class Lora(Method):
 
         return wrap_linears(model, every, is_target, experts, on_output=False)
 
-    def prepare(self, model: torch.nn.Module, routed: bool) -> torch.nn.Module:
-        if routed:  # the routed pairs and the head train; the pretrained weights stay frozen
-            return trainable_only(model, lambda name: is_path(name) or is_head(model, name))
+    def trainable(self, model: torch.nn.Module) -> Callable[[str], bool]:
+        return lambda name: is_path(name) or is_head(model, name)  # the pretrained weights stay frozen
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         p = self.params
         config = LoraConfig(
             task_type=task_type(model),

@@ -40,12 +40,12 @@ class Majority(Baseline):
     Params = MajorityParams
     seeded = False
 
-    def conflict(self, task_type: str, routing: Any, regime: Any) -> str | None:
+    def conflict(self, task_type: str, regime: Any) -> str | None:
         if self.params.rule == "word" and task_type != "ner":
             return "majority rule 'word' is for NER tasks; use rule 'class'"
         if regime.few_shot:
             return "majority reads the whole training split; it has no few-shot regime"
-        return super().conflict(task_type, routing, regime)
+        return super().conflict(task_type, regime)
 
     def predict(
         self, data: Any, task_type: str, split: str, seed: int, device: torch.device, progress: bool = False

@@ -27,7 +27,7 @@ class PromptTuning(Method):
     Params = PromptTuningParams
     task_types = ("classification",)
 
-    def prepare(self, model: torch.nn.Module, routed: bool) -> torch.nn.Module:
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         p = self.params
         config = PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=p.virtual_tokens)
         peft_model = get_peft_model(model, config)

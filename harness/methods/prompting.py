@@ -95,12 +95,12 @@ def _find(words: list[str], span: list[str], tags: list[str]) -> int | None:
 class InContext(Baseline):
     Params = PromptParams
 
-    def conflict(self, task_type: str, routing: Any, regime: Any) -> str | None:
+    def conflict(self, task_type: str, regime: Any) -> str | None:
         answer = "{label}" if task_type == "classification" else "{entities}"
         template = self.params.template
         if template is not None and not template.rstrip().endswith(answer):
             return f"a {task_type} template must end with {answer}"
-        return super().conflict(task_type, routing, regime)
+        return super().conflict(task_type, regime)
 
     def total_params(self, device: torch.device) -> int:
         return sum(p.numel() for p in load_lm(self.params.lm, device).model.parameters())
@@ -234,10 +234,10 @@ class ZeroShot(InContext):
     Params = ZeroShotParams
     seeded = False
 
-    def conflict(self, task_type: str, routing: Any, regime: Any) -> str | None:
+    def conflict(self, task_type: str, regime: Any) -> str | None:
         if regime.few_shot:
             return "zero_shot sees no training examples; a few-shot regime would not change it"
-        return super().conflict(task_type, routing, regime)
+        return super().conflict(task_type, regime)
 
     def demonstrations(self, data: Any, task_type: str, seed: int) -> list[Any]:
         return []

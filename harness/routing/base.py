@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from harness.registry import Registry
+from harness.routing.placements import Paths
 from harness.schema import Configurable
 from harness.schema import describe as describe_config
 
@@ -17,10 +18,11 @@ class Routing(Configurable):
     The training loop calls only these hooks, so a strategy never needs an ``if`` in the loop.
     """
 
-    routes_paths: bool = False  # True: ``apply`` installs the method's paths as parallel, routed ones
+    routes_paths: bool = False  # True: ``apply`` turns the method's paths into routed experts
 
-    def apply(self, model: torch.nn.Module, method: Any) -> torch.nn.Module:
-        """Return the model to train; ``method`` (a ``Method``) says where its paths go and their shape."""
+    def apply(self, model: torch.nn.Module, paths: Paths | None) -> torch.nn.Module:
+        """Return the model to train; ``paths``: the method's parallel paths (where they go, their shape), for
+        strategies that route them."""
         return model
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

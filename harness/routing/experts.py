@@ -9,9 +9,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from harness.errors import BenchError
 from harness.routing.base import Routing
 from harness.routing.context import RoutingContext
 from harness.routing.moe import ExpertBank, RoutedBlock, Router
+from harness.routing.placements import Paths
 from harness.schema import Strict
 
 COLLAPSE = 0.9  # a layer whose busiest expert takes more than this share of tokens is flagged as collapsed
@@ -58,14 +60,16 @@ class ExpertRouting(Routing):
     def _block(self, bank: ExpertBank, d_model: int) -> RoutedBlock:
         return RoutedBlock(bank, self.make_router(d_model), self.context, self.params.inference)
 
-    def apply(self, model: nn.Module, method: Any) -> nn.Module:
+    def apply(self, model: nn.Module, paths: Paths | None) -> nn.Module:
         d_model = model.config.hidden_size
 
         def make(bank: ExpertBank) -> RoutedBlock:
             return self._block(bank, d_model)
 
-        self.blocks = method.paths(model, self.params.every, self.params.experts, make)
-        self.placement = method.placement
+        if paths is None:  # the suite's compatibility check keeps this from happening
+            raise BenchError(f"routing {self.params.strategy!r} needs a method with parallel paths")
+        self.blocks = paths.install(model, self.params.every, self.params.experts, make)
+        self.placement = paths.placement
         return RoutedModel(model, self.context)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

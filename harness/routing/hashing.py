@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from harness.routing.base import routers
 from harness.routing.experts import ExpertParams, ExpertRouting
 from harness.routing.moe import Route, Router, Tokens
+from harness.routing.placements import Paths
 
 HASH_SEED = 0  # fixed: the same token goes to the same expert in every cell, seed and run
 
@@ -44,9 +45,9 @@ class HashParams(ExpertParams):
 class HashRouting(ExpertRouting):
     Params = HashParams
 
-    def apply(self, model: torch.nn.Module, method: Any) -> torch.nn.Module:
+    def apply(self, model: torch.nn.Module, paths: Paths | None) -> torch.nn.Module:
         self.vocab_size = model.config.vocab_size
-        return super().apply(model, method)
+        return super().apply(model, paths)
 
     def make_router(self, d_model: int) -> Router:
         return HashRouter(self.params.experts, self.vocab_size)

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import nn
 
 from harness.routing.base import Routing, routers
-from harness.routing.placements import encoder_layers
+from harness.routing.placements import Paths, encoder_layers
 from harness.schema import Strict
 
 
@@ -42,7 +42,7 @@ class LayerDropParams(Strict):
 class LayerDrop(Routing):
     Params = LayerDropParams
 
-    def apply(self, model: nn.Module, method: Any) -> nn.Module:
+    def apply(self, model: nn.Module, paths: Paths | None) -> nn.Module:
         layers = encoder_layers(model)
         self.layers = [DroppableLayer(layer, self.params.p) for layer in layers]
         for i, wrapped in enumerate(self.layers):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,6 +16,16 @@ from harness.errors import BenchError
 from harness.routing.moe import ExpertBank, FFNExperts, RoutedBlock, mean_of
 
 MakeBlock = Callable[[ExpertBank], RoutedBlock]
+
+
+@dataclass(frozen=True)
+class Paths:
+    """A method's parallel paths, all a routing strategy needs of the method: where they go (``placement``: ffn,
+    adapter, lora) and ``install(model, every, n_experts, make_block)``, which puts ``n_experts`` of them at each
+    site of every ``every``-th layer, each bank wrapped by ``make_block``, and returns the blocks by site."""
+
+    placement: str
+    install: Callable[[nn.Module, int, int, MakeBlock], dict[str, nn.Module]]
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
