@@ -25,7 +25,7 @@ def conflict(method: Method, task_type: str, routing: Any, regime: Any) -> str |
     name = method.params.name
     if (own := method.conflict(task_type, regime)) is not None:
         return own
-    if task_type not in method.task_types:
+    if method.task_types is not None and task_type not in method.task_types:
         return f"method {name!r} supports {' and '.join(method.task_types)} tasks, not {task_type}"
     if routing.strategy == "none":
         return None

@@ -24,7 +24,7 @@ from harness.provenance import environment
 from harness.record import Record
 from harness.routing import Routing, build_routing
 from harness.tasks import families
-from harness.tasks.base import TaskData
+from harness.tasks.base import TaskData, TaskFamily
 from harness.tasks.data import prepare_task
 from harness.train import Batches, Observer, TrainResult, evaluate, train
 
@@ -46,16 +46,16 @@ def build_model(cell: Cell, method: Method, labels: list[str], compute: Compute)
     family = families.get(cell.task.type)
     routing = build_routing(cell.routing)
     dense = get_backbone(cell.backbone).model(family.auto_model(), labels)
-    return assemble(dense, method, routing).to(compute.device), routing
+    return assemble(dense, method, routing, family).to(compute.device), routing
 
 
-def assemble(dense: torch.nn.Module, method: Method, routing: Routing) -> torch.nn.Module:
+def assemble(dense: torch.nn.Module, method: Method, routing: Routing, family: TaskFamily) -> torch.nn.Module:
     """Method and routing on a dense model: a strategy that routes paths turns the method's paths into experts
     and the method says what trains; otherwise the method prepares the (possibly strategy-wrapped) model."""
     if routing.routes_paths:
         model = routing.apply(dense, method.paths())
         return trainable_only(model, method.trainable(model))
-    return method.prepare(routing.apply(dense, None))
+    return method.prepare(routing.apply(dense, None), family)
 
 
 def _prepare(cell: Cell, method: Method | Baseline) -> tuple[TaskData, Any]:

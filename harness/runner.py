@@ -26,6 +26,7 @@ from harness.faults import stop_point
 from harness.record import SearchSummary
 from harness.results import ResultStore
 from harness.stores import redact
+from harness.tasks import families
 from harness.tracking import Group, Recording, RecordingGroup, Run, Tracker, scalars
 
 Log = Callable[[str], None]
@@ -315,8 +316,7 @@ def _log_cell(run: Run, outcome: CellOutcome) -> None:
         artifacts["predictions.json"] = outcome.predictions
     if outcome.generations is not None:
         artifacts["generations.json"] = outcome.generations
-    if "per_type" in test:
-        artifacts["per_type.json"] = test["per_type"]
+    artifacts |= families.get(record.row.task_type).tables(test)
     run.artifacts(artifacts)
     run.finish("FINISHED" if record.status == "done" else "FAILED")
 

@@ -24,7 +24,7 @@ class Batches:
     """A split as model-ready rows; yields padded tensor batches on the compute device in a given index order."""
 
     def __init__(self, split: Split, family: TaskFamily, collate: Any, compute: Compute) -> None:
-        self.split = split
+        self.split, self.family = split, family
         columns = [c for c in family.model_columns if c in split.inputs.column_names]
         self.rows = split.inputs.select_columns(columns).to_list()
         self.lengths: list[int] = list(split.inputs["length"])
@@ -67,7 +67,7 @@ def predict(model: torch.nn.Module, batches: Batches, batch_size: int) -> list[A
             batch.pop("labels", None)
             argmax = model(**batch).logits.argmax(-1).cpu()
             for row, i in enumerate(indices):
-                out[i] = argmax[row, : batches.lengths[i]] if argmax.dim() == 2 else argmax[row]
+                out[i] = batches.family.example_output(argmax[row], batches.lengths[i])
     return out
 
 

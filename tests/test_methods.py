@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+from transformers import AutoModelForTokenClassification
 
 from harness.execute import assemble
 from harness.methods import build_method, methods
 from harness.models import get_backbone
 from harness.routing import build_routing, routers
+from harness.tasks import families
 
 # tiny-bert: hidden 32, 2 layers, FFN 64. Counted by hand:
 #   whole model (sequence classification, 2 labels): embeddings 30522·32 + 512·32 + 2·32 + LN 64 = 993,216;
@@ -49,11 +50,11 @@ def prepared(spec: str, task_type: str, seed: int = 0) -> torch.nn.Module:
     labels = (
         ["0", "1"] if task_type == "classification" else ["O", "B-A", "I-A", "B-B", "I-B", "B-C", "I-C", "B-D", "I-D"]
     )
-    auto = AutoModelForSequenceClassification if task_type == "classification" else AutoModelForTokenClassification
-    dense = get_backbone("tiny-bert").model(auto, labels)
+    family = families.get(task_type)
+    dense = get_backbone("tiny-bert").model(family.auto_model(), labels)
     fields = {"strategy": strategy} | ({"experts": 4, "inference": "merge"} if strategy != "none" else {})
     routing = build_routing(routers.get(strategy).Params.model_validate(fields))
-    return method, assemble(dense, method, routing)
+    return method, assemble(dense, method, routing, family)
 
 
 @pytest.mark.parametrize(("spec", "task_type"), list(EXPECTED))
@@ -113,6 +114,6 @@ def test_fixed_random_router_stays_frozen_under_every_method():
         chosen = build_method(methods.get(method).Params())
         routing = build_routing(routers.get("fixed_random").Params())
         dense = get_backbone("tiny-bert").model(AutoModelForTokenClassification, ["O", "B-A", "I-A"])
-        model = assemble(dense, chosen, routing)
+        model = assemble(dense, chosen, routing, families.get("ner"))
         gates = [n for n, p in model.named_parameters() if "router" in n]
         assert gates and not any(p.requires_grad for n, p in model.named_parameters() if "router" in n), method

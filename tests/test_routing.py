@@ -22,6 +22,7 @@ from harness.routing.learned import capacity_keep, load_balancing_loss
 from harness.routing.moe import FFNExperts, Route, RoutedBlock, Tokens, dispatch
 from harness.routing.random import RandomRouter
 from harness.runner import RunOptions, run_cells
+from harness.tasks import families
 
 QUIET = RunOptions(progress=False)
 
@@ -62,7 +63,7 @@ def routed(strategy: str, method: str = "full", seed: int = 0, **fields) -> tupl
     """The tiny model routed by ``strategy`` and prepared by ``method`` (its placement decides the paths)."""
     routing = build_routing(params(strategy, **fields))
     chosen = build_method(methods.get(method).Params())
-    return routing, assemble(tiny_model(seed), chosen, routing)
+    return routing, assemble(tiny_model(seed), chosen, routing, families.get("ner"))
 
 
 def _modes(strategy: str) -> list[str]:

@@ -44,7 +44,11 @@ MISTAKES = [
     ("seeds: []", 7, ["seeds", "at least 1 item"]),
     ("seeds: [1, 1]", 7, ["seeds", "duplicate entry 1"]),
     ("regimes: [half]", 6, ["regimes[0]", "Input should be 'full'", "'half'"]),
-    ("tasks: [{name: mine, type: nerr, format: conll}]", 2, ["tasks[0].type", "'ner' or 'classification'"]),
+    (
+        "tasks: [{name: mine, type: nerr, format: conll}]",
+        2,
+        ["tasks[0].type", "unknown task type 'nerr'; did you mean 'ner'? (allowed: ner, classification)"],
+    ),
     ("tasks: [{name: mine, type: ner, format: xml}]", 2, ["tasks[0].format", "'conll', 'tsv' or 'csv'"]),
     ("tasks: [{name: mine, format: conll}]", 2, ["tasks[0].type", "Field required"]),
     ("  default: {train_subset: 100, epoch: 1}", 10, ["profiles.default.epoch", "unknown field 'epoch'"]),

@@ -6,7 +6,7 @@ baselines, majority) implement ``predict`` instead and never meet the training l
 """
 
 # ruff: noqa: I001 (registration order)
-from harness.methods.base import Baseline, Method, Predicted, build_method, describe, is_head, methods, trainable_only
+from harness.methods.base import Baseline, Method, build_method, describe, is_head, methods, trainable_only
 
 # each module registers itself on import; the order here is the order `bench list` shows
 from harness.methods import full, lora, adapter, prompt_tuning, prompting, majority
@@ -14,7 +14,6 @@ from harness.methods import full, lora, adapter, prompt_tuning, prompting, major
 __all__ = [
     "Baseline",
     "Method",
-    "Predicted",
     "adapter",
     "build_method",
     "describe",

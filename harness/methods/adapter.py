@@ -19,6 +19,7 @@ from pydantic import Field
 from harness.methods.base import Method, is_head, methods, trainable_only
 from harness.routing.placements import AdapterExperts, OnePath, Paths, is_path, wrap_linears
 from harness.schema import Strict
+from harness.tasks.base import TaskFamily
 
 SITES = {"houlsby": ("attention.output.dense", "output.dense"), "pfeiffer": ("output.dense",)}
 
@@ -48,7 +49,7 @@ class Adapter(Method):
 
         return Paths("adapter", install)
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+    def prepare(self, model: torch.nn.Module, family: TaskFamily) -> torch.nn.Module:
         self._install(model, 1, lambda linear: OnePath(AdapterExperts(linear.out_features, self.params.reduction, 1)))
         return trainable_only(model, self.trainable(model))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +15,7 @@ from harness.registry import Registry
 from harness.routing.placements import Paths
 from harness.schema import Configurable
 from harness.schema import describe as describe_config
+from harness.tasks.base import Predicted, TaskFamily
 
 WEIGHTS = "weights.safetensors"
 # peft 0.21 still reads a property that transformers 5 deprecated; the warning is theirs, once per model
@@ -26,7 +26,7 @@ class Method(Configurable):
     """A method owns its suite parameters and decides which weights train."""
 
     trains: ClassVar[bool] = True
-    task_types: ClassVar[tuple[str, ...]] = ("ner", "classification")
+    task_types: ClassVar[tuple[str, ...] | None] = None  # None: every task family
     # False for methods without randomness: one cell per combination instead of one per seed
     seeded: ClassVar[bool] = True
 
@@ -39,8 +39,9 @@ class Method(Configurable):
         """The parallel paths a routing strategy can turn into experts; None: the method cannot be routed."""
         return None
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The method on its own (no strategy routes its paths): wrap the model, add its one path, freeze."""
+    def prepare(self, model: torch.nn.Module, family: TaskFamily) -> torch.nn.Module:
+        """The method on its own (no strategy routes its paths): wrap the model (for ``family``'s head), add its
+        one path, freeze."""
         raise NotImplementedError
 
     def trainable(self, model: torch.nn.Module) -> Callable[[str], bool]:
@@ -64,16 +65,6 @@ class Method(Configurable):
             missing = sorted(expected - set(tensors))[:3] or sorted(set(tensors) - expected)[:3]
             raise BenchError(f"{folder / WEIGHTS}: does not match the {self.params.name} model ({missing})")
         model.load_state_dict(tensors, strict=False)
-
-
-@dataclass
-class Predicted:
-    """A baseline's test answers in the family's decoded form (tags per word, class ids), what else its answers
-    showed (length-normalised accuracy, how many generations parsed), and the raw generations, for audit."""
-
-    values: list[Any]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    generations: list[str] | None = None
 
 
 class Baseline(Method):

@@ -10,6 +10,7 @@ import torch
 from harness.methods.base import Method, methods
 from harness.routing.placements import Paths, install_ffn
 from harness.schema import Strict
+from harness.tasks.base import TaskFamily
 
 
 class FullParams(Strict):
@@ -23,7 +24,7 @@ class Full(Method):
     def paths(self) -> Paths:
         return Paths("ffn", install_ffn)
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+    def prepare(self, model: torch.nn.Module, family: TaskFamily) -> torch.nn.Module:
         return model  # everything trains
 
     # routed, everything trains too, except what a strategy froze on purpose (a fixed router)

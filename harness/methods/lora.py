@@ -20,6 +20,7 @@ from harness.errors import BenchError
 from harness.methods.base import Method, is_head, methods
 from harness.routing.placements import LoRAExperts, Paths, is_path, wrap_linears
 from harness.schema import Strict
+from harness.tasks.base import TaskFamily
 
 
 class LoraParams(Strict):
@@ -30,10 +31,6 @@ class LoraParams(Strict):
     # None: peft's default for the architecture (query and value for BERT-family encoders)
     target_modules: tuple[str, ...] | None = None
     lr: Annotated[float, Field(gt=0)] = 5e-4
-
-
-def task_type(model: torch.nn.Module) -> TaskType:
-    return TaskType.TOKEN_CLS if type(model).__name__.endswith("TokenClassification") else TaskType.SEQ_CLS
 
 
 @methods.register("lora")
@@ -67,10 +64,10 @@ class Lora(Method):
     def trainable(self, model: torch.nn.Module) -> Callable[[str], bool]:
         return lambda name: is_path(name) or is_head(model, name)  # the pretrained weights stay frozen
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+    def prepare(self, model: torch.nn.Module, family: TaskFamily) -> torch.nn.Module:
         p = self.params
         config = LoraConfig(
-            task_type=task_type(model),
+            task_type=TaskType[family.peft_task_type],
             r=p.r,
             lora_alpha=p.alpha,
             lora_dropout=p.dropout,

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from harness.methods.base import Method, methods
 from harness.schema import Strict
+from harness.tasks.base import TaskFamily
 
 
 class PromptTuningParams(Strict):
@@ -27,9 +28,9 @@ class PromptTuning(Method):
     Params = PromptTuningParams
     task_types = ("classification",)
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+    def prepare(self, model: torch.nn.Module, family: TaskFamily) -> torch.nn.Module:
         p = self.params
-        config = PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=p.virtual_tokens)
+        config = PromptTuningConfig(task_type=TaskType[family.peft_task_type], num_virtual_tokens=p.virtual_tokens)
         peft_model = get_peft_model(model, config)
         if p.init == "vocab":
             vocabulary = peft_model.word_embeddings.weight

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
+from harness.registry import Registry
 from harness.schema import Strict
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -33,11 +34,17 @@ class HubSource(Strict):
     )
 
 
+def _known_family(name: str) -> str:
+    if name not in families:
+        raise ValueError(families.unknown_message(name))
+    return name
+
+
 class TaskSpec(Strict):
     """A dataset in CoNLL (NER) or TSV/CSV (classification) form; a new dataset needs only this in YAML."""
 
     name: Slug
-    type: Literal["ner", "classification"]
+    type: Annotated[str, AfterValidator(_known_family)]  # a registered task family
     format: Literal["conll", "tsv", "csv"]
     files: TaskFiles | None = None
     hub: HubSource | None = None
@@ -72,12 +79,40 @@ class TaskData:
     carve_removed: int | None = None  # training examples dropped so that none contains or sits in a validation one
 
 
+@dataclass
+class Predicted:
+    """A prompt or rule baseline's answers in the family's decoded form (tags per word, class ids), what else its
+    answers showed (length-normalised accuracy, how many generations parsed), and the raw generations, for audit."""
+
+    values: list[Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    generations: list[str] | None = None
+
+
+@dataclass
+class Prompted:
+    """What a prompt baseline hands its task family to answer a split: the language model, the shared prefix
+    (instruction and demonstrations), the queries in batches (each cut just before its answer), the template,
+    and the method's prompt fields (verbalizers, type names, max_new_tokens)."""
+
+    lm: Any
+    prefix: str
+    batches: Any  # an iterable of lists of query strings (a progress bar may wrap it)
+    template: str
+    params: Any
+
+
 class TaskFamily(Protocol):
-    """NER and classification each implement this once; the loop never asks which one it has."""
+    """What differs between task types (NER, classification), implemented once per family: data, model head,
+    decoding, scoring, prompt format and majority rules. Nothing outside ``tasks/`` asks which family it has."""
 
     headline: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
     model_columns: ClassVar[tuple[str, ...]]
+    peft_task_type: ClassVar[str]  # peft's TaskType for this head (TOKEN_CLS, SEQ_CLS)
+    majority_rules: ClassVar[tuple[str, ...]]  # what `majority` may predict from (the first is the default)
+    answer_slot: ClassVar[str]  # where a prompt template puts the answer: {label}, {entities}
+    default_template: ClassVar[str]
 
     def read(self, path: Path, spec: TaskSpec) -> list[Any]: ...
 
@@ -99,11 +134,48 @@ class TaskFamily(Protocol):
 
     def collator(self, tokenizer: Any) -> Any: ...
 
+    def example_output(self, argmax: Any, length: int) -> Any:
+        """One example's argmax from a padded batch row (per token for a tagger, one id for a classifier)."""
+        ...
+
     def decode(self, logits: list[Any], inputs: Any, gold: list[Any], labels: list[str]) -> list[Any]: ...
 
     def score(self, gold: list[Any], pred: list[Any]) -> dict: ...
 
     def example_scores(self, gold: list[Any], pred: list[Any]) -> list[Any]: ...
+
+    def tables(self, test_metrics: dict[str, Any]) -> dict[str, Any]:
+        """Nested result tables worth their own tracking artifact (NER's per-type scores), by file name."""
+        ...
+
+    def majority(self, train: Split, examples: list[Any], rule: str) -> list[Any]:
+        """The ``rule`` floor's predictions for ``examples`` from the training split."""
+        ...
+
+    def prompt_text(self, example: Any) -> str:
+        """What fills a template's {text}."""
+        ...
+
+    def instruction(self, labels: list[str], params: Any) -> str:
+        """The default instruction of a prompt (naming the labels or entity types)."""
+        ...
+
+    def answer(self, example: Any, labels: list[str], params: Any) -> str:
+        """A demonstration's answer, as the prompt asks for it."""
+        ...
+
+    def prompt_predict(self, prompted: Prompted, split: Split, labels: list[str]) -> Predicted:
+        """Answers to the queries: scored verbalizers (classification) or parsed generations (NER)."""
+        ...
+
+
+families: Registry[TaskFamily] = Registry("task type")
+
+
+def most_frequent(values: list[Any]) -> Any:
+    """The most frequent value; ties go to the smallest, so the choice never depends on data order."""
+    counts = Counter(values)
+    return min(counts, key=lambda v: (-counts[v], v))
 
 
 def fingerprint_files(paths: list[Path]) -> str:

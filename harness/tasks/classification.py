@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from harness.errors import BenchError
 from harness.metrics import classification_metrics
-from harness.tasks.base import TaskSpec
+from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, most_frequent
 
 
 def read_table(path: Path, fmt: str, text_column: str, label_column: str) -> list[dict]:
@@ -69,6 +69,10 @@ class ClassificationFamily:
     headline: ClassVar[str] = "accuracy"
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")  # scalar validation metrics
     model_columns: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids", "labels")
+    peft_task_type: ClassVar[str] = "SEQ_CLS"
+    majority_rules: ClassVar[tuple[str, ...]] = ("class",)
+    answer_slot: ClassVar[str] = "{label}"
+    default_template: ClassVar[str] = "Text: {text}\nLabel: {label}"
 
     def read(self, path: Path, spec: TaskSpec) -> list[dict]:
         if spec.format not in ("tsv", "csv"):
@@ -133,3 +137,42 @@ class ClassificationFamily:
     def example_scores(self, gold: list[int], pred: list[int]) -> list[int]:
         """Per example: 1 if right."""
         return [int(g == p) for g, p in zip(gold, pred, strict=True)]
+
+    def example_output(self, argmax: Any, length: int) -> Any:
+        return argmax
+
+    def tables(self, test_metrics: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def majority(self, train: Split, examples: list[dict], rule: str) -> list[int]:
+        return [most_frequent(train.gold)] * len(examples)  # the majority class for every example
+
+    def prompt_text(self, example: dict) -> str:
+        return example["text"]
+
+    def instruction(self, labels: list[str], params: Any) -> str:
+        return f"Classify each text as one of: {', '.join(verbalizers(labels, params.verbalizers))}."
+
+    def answer(self, example: dict, labels: list[str], params: Any) -> str:
+        return verbalizers(labels, params.verbalizers)[labels.index(example["label"])]
+
+    def prompt_predict(self, prompted: Prompted, split: Split, labels: list[str]) -> Predicted:
+        """The label whose verbalizer has the highest log-probability summed over its tokens after the query (the
+        headline, as lm-evaluation-harness's ``acc``), and beside it per byte of the verbalizer (``acc_norm``)."""
+        space = " " if prompted.template.split(self.answer_slot)[0].endswith(" ") else ""
+        words = [space + w for w in verbalizers(labels, prompted.params.verbalizers)]
+        by_sum, by_byte = [], []
+        for queries in prompted.batches:
+            scores = prompted.lm.score(prompted.prefix, [(q, w) for q in queries for w in words])
+            for row in range(len(queries)):
+                mine = scores[row * len(words) : (row + 1) * len(words)]
+                normalised = [score / len(word.encode()) for score, word in zip(mine, words, strict=True)]
+                by_sum.append(max(range(len(words)), key=mine.__getitem__))  # ties: the first label
+                by_byte.append(max(range(len(words)), key=normalised.__getitem__))
+        accuracy_norm = sum(p == g for p, g in zip(by_byte, split.gold, strict=True)) / max(len(split.gold), 1)
+        return Predicted(by_sum, {"accuracy_norm": accuracy_norm})
+
+
+def verbalizers(labels: list[str], given: dict[str, str] | None) -> list[str]:
+    """Each label as a prompt says it: ``given`` (label → word), else the label itself."""
+    return [(given or {}).get(label, label) for label in labels]

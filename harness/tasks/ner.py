@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,7 +15,11 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 
 from harness.errors import BenchError
 from harness.metrics import ner_metrics
-from harness.tasks.base import TaskSpec
+from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, most_frequent
+
+# what a prompt tells the model each CoNLL type is called; other types are shown lower-cased
+TYPE_NAMES = {"PER": "person", "ORG": "organisation", "LOC": "location", "MISC": "miscellaneous"}
+ITEM = re.compile(r"(.+?)\s*\(\s*([^()]+?)\s*\)\.?")
 
 TAG = re.compile(r"^(O|[BI]-[^\s]+)$")
 IGNORE = -100  # label of positions the loss and the metric never see
@@ -55,6 +59,10 @@ class NerFamily:
     headline: ClassVar[str] = "f1"
     metrics: ClassVar[tuple[str, ...]] = ("f1", "precision", "recall", "f1_strict")  # scalar validation metrics
     model_columns: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids", "labels")
+    peft_task_type: ClassVar[str] = "TOKEN_CLS"
+    majority_rules: ClassVar[tuple[str, ...]] = ("class", "word")  # word: each word's most frequent training tag
+    answer_slot: ClassVar[str] = "{entities}"
+    default_template: ClassVar[str] = "Sentence: {text}\nEntities: {entities}"
 
     def read(self, path: Path, spec: TaskSpec) -> list[dict]:
         if spec.format != "conll":
@@ -149,6 +157,51 @@ class NerFamily:
         """Per sentence: correct, predicted and gold entities (F1 is not a mean over sentences)."""
         return entity_counts(gold, pred).tolist()
 
+    def example_output(self, argmax: Any, length: int) -> Any:
+        return argmax[:length]
+
+    def tables(self, test_metrics: dict[str, Any]) -> dict[str, Any]:
+        return {"per_type.json": test_metrics["per_type"]} if "per_type" in test_metrics else {}
+
+    def majority(self, train: Split, examples: list[dict], rule: str) -> list[list[str]]:
+        """``class``: every word gets the most frequent training tag (O); ``word``: each word its own most frequent
+        training tag (unseen words: O), repaired to valid IOB2."""
+        if rule == "class":
+            tag = most_frequent([t for s in train.examples for t in s["tags"]])
+            return [[tag] * len(s["tokens"]) for s in examples]
+        seen: dict[str, list[str]] = defaultdict(list)
+        for sentence in train.examples:
+            for word, tag in zip(sentence["tokens"], sentence["tags"], strict=True):
+                seen[word].append(tag)
+        best = {word: most_frequent(tags) for word, tags in seen.items()}
+        return [repair_iob2([best.get(word, "O") for word in s["tokens"]]) for s in examples]
+
+    def prompt_text(self, example: dict) -> str:
+        return " ".join(example["tokens"])
+
+    def instruction(self, labels: list[str], params: Any) -> str:
+        names = ", ".join(type_names(labels, params.type_names).values())
+        return (
+            "List the named entities in each sentence as 'text (type)', separated by '; ', or write 'none'. "
+            f"Types: {names}."
+        )
+
+    def answer(self, example: dict, labels: list[str], params: Any) -> str:
+        names = type_names(labels, params.type_names)
+        words = example["tokens"]
+        found = [f"{' '.join(words[s : e + 1])} ({names[t]})" for t, s, e in get_entities(example["tags"])]
+        return "; ".join(found) or "none"
+
+    def prompt_predict(self, prompted: Prompted, split: Split, labels: list[str]) -> Predicted:
+        """The model lists the entities as ``text (type); …``; the answers are parsed back into IOB2 tags."""
+        names = type_names(labels, prompted.params.type_names)
+        types = {name.lower(): t for t, name in names.items()} | {t.lower(): t for t in names}
+        answers: list[str] = []
+        for queries in prompted.batches:
+            answers += prompted.lm.generate(prompted.prefix, queries, prompted.params.max_new_tokens)
+        tags = [parse_entities(a, e["tokens"], types) for a, e in zip(answers, split.examples, strict=True)]
+        return Predicted(tags, {"generations": parse_rate(answers, tags)}, answers)
+
 
 def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> np.ndarray:
     """Per sentence: (correct entities, predicted entities, gold entities), as seqeval's default mode counts."""
@@ -157,3 +210,66 @@ def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
         gold_entities, pred_entities = set(get_entities(list(g))), set(get_entities(list(p)))
         rows.append((len(gold_entities & pred_entities), len(pred_entities), len(gold_entities)))
     return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def type_names(labels: list[str], given: dict[str, str] | None) -> dict[str, str]:
+    """Each entity type of ``labels`` as a prompt names it: ``given``, else TYPE_NAMES, else lower-cased."""
+    types = sorted({label[2:] for label in labels if label != "O"})
+    return {t: (given or {}).get(t, TYPE_NAMES.get(t, t.lower())) for t in types}
+
+
+def parse_entities(answer: str, words: list[str], types: dict[str, str]) -> list[str]:
+    """IOB2 tags for ``words`` from a model's ``text (type); text (type)`` answer.
+
+    ``types`` maps a lower-cased type word (``person``, or the code ``per``) to the tag type (``PER``). Items
+    that do not parse, name an unknown type, or are not a run of the sentence's words are dropped; a span is
+    tagged at its first occurrence that does not overlap an entity already tagged (case-insensitive if no
+    exact match). ``none`` or an empty answer means no entities.
+    """
+    tags = ["O"] * len(words)
+    for item in answer.split(";"):
+        match = ITEM.fullmatch(item.strip())
+        if not match or match.group(2).lower() not in types:
+            continue
+        span = match.group(1).split()
+        start = _find(words, span, tags)
+        if start is not None:
+            tag_type = types[match.group(2).lower()]
+            tags[start : start + len(span)] = [f"B-{tag_type}"] + [f"I-{tag_type}"] * (len(span) - 1)
+    return tags
+
+
+def _find(words: list[str], span: list[str], tags: list[str]) -> int | None:
+    for same in (lambda a, b: a == b, lambda a, b: a.lower() == b.lower()):
+        for start in range(len(words) - len(span) + 1):
+            window = range(start, start + len(span))
+            if all(same(words[i], w) for i, w in zip(window, span, strict=True)) and all(
+                tags[i] == "O" for i in window
+            ):
+                return start
+    return None
+
+
+def parse_rate(answers: list[str], tags: list[list[str]]) -> dict[str, int]:
+    """What the generations were: answers with at least one valid entity span, answers saying there is none
+    (``none`` or nothing), and answers with text that gave no valid span (wrong format, unknown type, words not
+    in the sentence)."""
+    spans = sum(any(t != "O" for t in row) for row in tags)
+    said_none = sum(a.strip().strip(".").lower() in ("", "none") for a in answers)
+    return {
+        "answers": len(answers),
+        "with_entities": spans,
+        "said_none": said_none,
+        "unparsed": len(answers) - spans - said_none,
+    }
+
+
+def repair_iob2(tags: list[str]) -> list[str]:
+    """An ``I-X`` that does not continue an ``X`` entity starts one: ``B-X``."""
+    out = []
+    for tag in tags:
+        previous = out[-1] if out else "O"
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            tag = "B-" + tag[2:]
+        out.append(tag)
+    return out
