@@ -104,19 +104,9 @@ def run(
 ) -> None:
     """Run every cell of a suite not yet done (searching hyperparameters first where the suite has a search
     block), then print and write the leaderboard."""
-    from harness.device import resolve_device
-    from harness.report import write_report
-    from harness.results import ResultStore
-    from harness.runner import RunOptions, run_cells
-    from harness.tracking import Tracker, default_uri
+    from harness.runner import RunOptions
+    from harness.suite_run import run_suite
 
-    if workers is not None and scheduler is not None:
-        raise BenchError("--workers starts a local cluster, --scheduler uses a running one: give one of them")
-    resolve_device(device)  # before anything is loaded; workers check again where they run
-    loaded, cells = _load(suite, profile)
-    cells = _of_seeds(loaded, cells, seed)
-    results = out_dir or Path("results") / loaded.name
-    tracker = Tracker((tracking_uri or default_uri(results)) if tracking else None, results)
     options = RunOptions(
         force=force,
         progress=not quiet,
@@ -126,12 +116,16 @@ def run(
         workers=workers,
         scheduler=scheduler,
     )
-    summary = run_cells(cells, results, options, log=_log(quiet), tracker=tracker)
-    ran = set(summary.hashes)  # not records left in the folder by an earlier version of the suite
-    store = ResultStore(results)
-    store.write_settings(loaded.report)
-    records = [r for r in store.records() if r.config_hash in ran]
-    paths = write_report(records, report_dir or Path("report") / loaded.name, loaded.report)
+    summary, paths, results = run_suite(
+        suite,
+        options,
+        profile=profile,
+        seeds=seed,
+        out_dir=out_dir,
+        report_dir=report_dir,
+        tracking_uri=tracking_uri if tracking else "",
+        log=_log(quiet),
+    )
     _print_report(paths)
     out.print(
         f"{summary.ran} cells run ({summary.failed} failed), {summary.skipped} skipped as done; "
@@ -139,16 +133,6 @@ def run(
     )
     if summary.failed:
         raise typer.Exit(1)  # every record is written; the exit status tells CI that a cell failed
-
-
-def _of_seeds(loaded, cells: list, seeds: list[int] | None) -> list:
-    """The cells of ``--seed`` (all when none is given); a seed the suite does not have is an error."""
-    if not seeds:
-        return cells
-    unknown = sorted(set(seeds) - set(loaded.seeds))
-    if unknown:
-        raise BenchError(f"--seed {unknown[0]}: not a seed of suite {loaded.name!r} (seeds: {loaded.seeds})")
-    return [c for c in cells if c.seed in seeds]
 
 
 ResultsArg = Annotated[Path, typer.Argument(help="A results folder written by `bench run`.")]

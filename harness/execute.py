@@ -26,7 +26,7 @@ from harness.routing import Routing, build_routing
 from harness.tasks import families
 from harness.tasks.base import TaskData, TaskFamily
 from harness.tasks.data import prepare_task
-from harness.train import Batches, Observer, TrainResult, evaluate, train
+from harness.train import Batches, Job, Observer, TrainResult, evaluate, train
 
 
 def seed_everything(seed: int) -> None:
@@ -93,7 +93,7 @@ def train_only(
     model, routing = build_model(cell, method, data.labels, compute)
     collate = family.collator(tokenizer)
     cfg = cell.train
-    return train(model, method, routing, data, family, collate, cfg, cell.seed, compute, progress, log, observers)
+    return train(Job(model, method, routing, data, family, collate, cfg, cell.seed, compute), progress, log, observers)
 
 
 @dataclass
@@ -173,7 +173,7 @@ def _train_and_test(
     model, routing = build_model(cell, method, data.labels, compute)
     collate = family.collator(tokenizer)
     result = train(
-        model, method, routing, data, family, collate, cell.train, cell.seed, compute, progress, log, observers
+        Job(model, method, routing, data, family, collate, cell.train, cell.seed, compute), progress, log, observers
     )
     test_metrics, predictions = evaluate(
         model, Batches(data.test, family, collate, compute), family, data.labels, cell.train.eval_batch_size

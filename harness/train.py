@@ -80,13 +80,6 @@ def evaluate(
     return family.score(split.gold, predictions), predictions
 
 
-def _routing_summary(telemetry: dict) -> dict:
-    """The per-epoch headline of a strategy's telemetry (the full per-layer table goes in the record once)."""
-    keys = ("load_entropy", "busiest_expert_share", "balance_loss", "dropped_fraction", "skip_rate")
-    summary = {k: telemetry[k] for k in keys if k in telemetry}
-    return {"routing": summary} if summary else {}
-
-
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -98,24 +91,25 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
     return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
-def _step(
-    model: torch.nn.Module,
-    loss: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    schedule: Any,
-    max_grad_norm: float,
-) -> float:
-    """Backward, clip, step, schedule; returns the learning rate the step used."""
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    lr = schedule.get_last_lr()[0]
-    scaler.step(optimizer)  # skipped (and the scale lowered) when fp16 gradients overflowed
-    scaler.update()
-    schedule.step()
-    optimizer.zero_grad(set_to_none=True)
-    return lr
+@dataclass
+class _Optimisation:
+    """AdamW with its gradient scaler and warm-up + linear decay schedule."""
+
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedule: Any
+
+    def step(self, model: torch.nn.Module, loss: torch.Tensor, max_grad_norm: float) -> float:
+        """Backward, clip, step, schedule; returns the learning rate the step used."""
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the fp16-scaled ones
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        lr = self.schedule.get_last_lr()[0]
+        self.scaler.step(self.optimizer)  # skipped (and the scale lowered) when fp16 gradients overflowed
+        self.scaler.update()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return lr
 
 
 def _epoch_line(entry: dict, epochs: int, headline: str, seconds: float) -> str:
@@ -126,77 +120,95 @@ def _epoch_line(entry: dict, epochs: int, headline: str, seconds: float) -> str:
     )
 
 
+@dataclass
+class Job:
+    """What one training run needs: the prepared model (on ``compute.device``), the method and routing that made
+    it, the cell's data with its family and collator, the training settings and the seed."""
+
+    model: torch.nn.Module
+    method: Method
+    routing: Routing
+    data: TaskData
+    family: TaskFamily
+    collate: Any
+    cfg: Any
+    seed: int
+    compute: Compute
+
+
 def train(
-    model: torch.nn.Module,
-    method: Method,
-    routing: Routing,
-    data: TaskData,
-    family: TaskFamily,
-    collate: Any,
-    cfg: Any,
-    seed: int,
-    compute: Compute,
+    job: Job,
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
     observers: Sequence[Observer] = (),
 ) -> TrainResult:
-    """Fine-tune ``model`` (already on ``compute.device``) in place and leave it holding the weights of the best
-    validation epoch."""
-    train_batches = Batches(data.train, family, collate, compute)
-    validation_batches = Batches(data.validation, family, collate, compute)
-    steps_per_epoch = math.ceil(len(train_batches.rows) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    optimizer = _optimizer(model, cfg.lr, cfg.weight_decay)
-    scaler = compute.grad_scaler()
+    """Fine-tune ``job.model`` in place and leave it holding the weights of the best validation epoch."""
+    cfg, family = job.cfg, job.family
+    train_batches = Batches(job.data.train, family, job.collate, job.compute)
+    validation_batches = Batches(job.data.validation, family, job.collate, job.compute)
+    total_steps = math.ceil(len(train_batches.rows) / cfg.batch_size) * cfg.epochs
+    optimizer = _optimizer(job.model, cfg.lr, cfg.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    optimisation = _Optimisation(optimizer, job.compute.grad_scaler(), schedule)
     result, best_score, best_state = TrainResult(), -math.inf, None
     # disable=None: bars only on a terminal, never thousands of lines in a CI log
     bar = tqdm(total=total_steps, disable=None if progress else True, desc="train", unit="step", leave=False)
-
     for epoch in range(1, cfg.epochs + 1):
-        # -- order: length-grouped batches (or plain random ones), reshuffled every epoch by seed
-        if cfg.group_by_length:
-            order = length_grouped_batches(train_batches.lengths, cfg.batch_size, seed * 1000 + epoch)
-        else:
-            order = random_batches(len(train_batches.rows), cfg.batch_size, seed * 1000 + epoch)
-        model.train()
-        routing.start_epoch()
-        started, loss_sum = time.perf_counter(), 0.0
-
-        # -- forward / backward / step
-        for indices, batch in zip(order, train_batches(order), strict=True):
-            with compute.autocast():
-                loss = routing.loss(model, batch)
-            step_loss = loss.item()  # the step's one device sync
-            if not math.isfinite(step_loss):
-                raise CellFailed(f"loss became {step_loss} at epoch {epoch}, step {result.steps + 1}")
-            lr = _step(model, loss, optimizer, scaler, schedule, cfg.max_grad_norm)
-            method.on_step(model, result.steps)
-            routing.on_step(result.steps, total_steps)
-            result.steps += 1
-            result.real_tokens += sum(train_batches.lengths[i] for i in indices)
-            result.padded_tokens += batch["attention_mask"].numel()
-            loss_sum += step_loss
-            for observer in observers:
-                observer.on_step(result.steps, {"loss": step_loss, "lr": lr})
-            bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{step_loss:.4f}")
-        epoch_seconds = time.perf_counter() - started
-        result.train_seconds += epoch_seconds
-
+        train_loss, seconds = _epoch(job, train_batches, epoch, optimisation, result, total_steps, observers, bar)
         # -- validate; keep the best state (ties keep the earlier epoch)
-        metrics, _ = evaluate(model, validation_batches, family, data.labels, cfg.eval_batch_size)
-        score = metrics[family.headline]
-        entry = {"epoch": epoch, "train_loss": loss_sum / len(order), "validation": metrics}
-        entry |= _routing_summary(routing.telemetry())
+        metrics, _ = evaluate(job.model, validation_batches, family, job.data.labels, cfg.eval_batch_size)
+        entry = {"epoch": epoch, "train_loss": train_loss, "validation": metrics}
+        summary = job.routing.epoch_summary()
+        entry |= {"routing": summary} if summary else {}
         result.history.append(entry)
-        log(_epoch_line(entry, cfg.epochs, family.headline, epoch_seconds))
+        log(_epoch_line(entry, cfg.epochs, family.headline, seconds))
         for observer in observers:
             observer.on_epoch(entry, result.steps, total_steps)
-        if score > best_score:
-            best_score, result.best_epoch, result.validation = score, epoch, metrics
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
+        if metrics[family.headline] > best_score:
+            best_score, result.best_epoch, result.validation = metrics[family.headline], epoch, metrics
+            best_state = {k: v.detach().clone() for k, v in job.model.state_dict().items()}
     bar.close()
-    model.load_state_dict(best_state)
+    job.model.load_state_dict(best_state)
     return result
+
+
+def _epoch(
+    job: Job,
+    batches: Batches,
+    epoch: int,
+    optimisation: _Optimisation,
+    result: TrainResult,
+    total_steps: int,
+    observers: Sequence[Observer],
+    bar: Any,
+) -> tuple[float, float]:
+    """One pass over the training split in this epoch's batch order; returns the mean loss and the seconds."""
+    cfg, model, routing = job.cfg, job.model, job.routing
+    # length-grouped batches (or plain random ones), reshuffled every epoch by seed
+    if cfg.group_by_length:
+        order = length_grouped_batches(batches.lengths, cfg.batch_size, job.seed * 1000 + epoch)
+    else:
+        order = random_batches(len(batches.lengths), cfg.batch_size, job.seed * 1000 + epoch)
+    model.train()
+    routing.start_epoch()
+    started, loss_sum = time.perf_counter(), 0.0
+    for indices, batch in zip(order, batches(order), strict=True):
+        with job.compute.autocast():
+            loss = routing.loss(model, batch)
+        step_loss = loss.item()  # the step's one device sync
+        if not math.isfinite(step_loss):
+            raise CellFailed(f"loss became {step_loss} at epoch {epoch}, step {result.steps + 1}")
+        lr = optimisation.step(model, loss, cfg.max_grad_norm)
+        job.method.on_step(model, result.steps)
+        routing.on_step(result.steps, total_steps)
+        result.steps += 1
+        result.real_tokens += sum(batches.lengths[i] for i in indices)
+        result.padded_tokens += batch["attention_mask"].numel()
+        loss_sum += step_loss
+        for observer in observers:
+            observer.on_step(result.steps, {"loss": step_loss, "lr": lr})
+        bar.update()
+        bar.set_postfix(epoch=epoch, loss=f"{step_loss:.4f}")
+    seconds = time.perf_counter() - started
+    result.train_seconds += seconds
+    return loss_sum / len(order), seconds

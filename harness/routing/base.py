@@ -35,6 +35,10 @@ class Routing(Configurable):
     def start_epoch(self) -> None:
         """Before every training epoch (telemetry counts restart)."""
 
+    def epoch_summary(self) -> dict[str, Any]:
+        """The telemetry worth a line after every epoch (the full per-layer table goes in the record once)."""
+        return {}
+
     def telemetry(self) -> dict[str, Any]:
         """Routing statistics of the last training epoch for the record; empty for dense models."""
         return {}

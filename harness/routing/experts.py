@@ -80,6 +80,11 @@ class ExpertRouting(Routing):
         for block in self.blocks.values():
             block.stats.reset()
 
+    def epoch_summary(self) -> dict[str, Any]:
+        telemetry = self.telemetry()
+        keys = ("load_entropy", "busiest_expert_share", "balance_loss", "dropped_fraction")
+        return {k: telemetry[k] for k in keys if k in telemetry}
+
     def telemetry(self) -> dict[str, Any]:
         layers = {name: block.stats.summary() for name, block in self.blocks.items()}
         entropies = [layer["entropy"] for layer in layers.values()]

@@ -53,6 +53,9 @@ class LayerDrop(Routing):
         for layer in self.layers:
             layer.calls = layer.skipped = 0
 
+    def epoch_summary(self) -> dict[str, Any]:
+        return {"skip_rate": self.telemetry()["skip_rate"]}
+
     def telemetry(self) -> dict[str, Any]:
         rates = [layer.skipped / max(layer.calls, 1) for layer in self.layers]
         return {"placement": "layer", "skip_rate": [round(r, 4) for r in rates]}

@@ -1,0 +1,55 @@
+"""`bench run` as one function: a suite file → its cells (of the chosen seeds) → run → report settings and the
+leaderboard of the cells that ran. The command line only parses, calls this and prints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.cell import Cell
+from harness.device import resolve_device
+from harness.errors import BenchError
+from harness.expand import expand, load_suite
+from harness.report import write_report
+from harness.results import ResultStore
+from harness.runner import RunOptions, RunSummary, run_cells
+from harness.suite import Suite
+from harness.tracking import Tracker, default_uri
+
+
+def run_suite(
+    suite_path: Path,
+    options: RunOptions,
+    *,
+    profile: str | None = None,
+    seeds: list[int] | None = None,
+    out_dir: Path | None = None,
+    report_dir: Path | None = None,
+    tracking_uri: str | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> tuple[RunSummary, list[Path], Path]:
+    """Run every cell of the suite not yet done and write its report; returns the run's summary, the report's
+    files and the results folder. ``tracking_uri`` "" turns MLflow tracking off; None: the folder's own."""
+    if options.workers is not None and options.scheduler is not None:
+        raise BenchError("--workers starts a local cluster, --scheduler uses a running one: give one of them")
+    resolve_device(options.device)  # before anything is loaded; workers check again where they run
+    suite = load_suite(suite_path)
+    cells = of_seeds(suite, expand(suite, suite_path, profile), seeds)
+    results = out_dir or Path("results") / suite.name
+    tracker = Tracker(None if tracking_uri == "" else (tracking_uri or default_uri(results)), results)
+    summary = run_cells(cells, results, options, log=log, tracker=tracker)
+    ran = set(summary.hashes)  # not records left in the folder by an earlier version of the suite
+    store = ResultStore(results)
+    store.write_settings(suite.report)
+    records = [r for r in store.records() if r.config_hash in ran]
+    return summary, write_report(records, report_dir or Path("report") / suite.name, suite.report), results
+
+
+def of_seeds(suite: Suite, cells: list[Cell], seeds: list[int] | None) -> list[Cell]:
+    """The cells of ``--seed`` (all when none is given); a seed the suite does not have is an error."""
+    if not seeds:
+        return cells
+    unknown = sorted(set(seeds) - set(suite.seeds))
+    if unknown:
+        raise BenchError(f"--seed {unknown[0]}: not a seed of suite {suite.name!r} (seeds: {suite.seeds})")
+    return [c for c in cells if c.seed in seeds]
