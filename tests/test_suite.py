@@ -49,7 +49,11 @@ MISTAKES = [
         2,
         ["tasks[0].type", "unknown task type 'nerr'; did you mean 'ner'? (allowed: ner, classification)"],
     ),
-    ("tasks: [{name: mine, type: ner, format: xml}]", 2, ["tasks[0].format", "'conll', 'tsv' or 'csv'"]),
+    (
+        "tasks: [{name: mine, type: ner, format: xml}]",
+        2,
+        ["tasks[0].format", "ner data is read from 'conll' files (got 'xml')"],
+    ),
     ("tasks: [{name: mine, format: conll}]", 2, ["tasks[0].type", "Field required"]),
     ("  default: {train_subset: 100, epoch: 1}", 10, ["profiles.default.epoch", "unknown field 'epoch'"]),
     ("seeds: [1, 2]\nseeds: [3]", 8, ["duplicate key 'seeds'", "first given on line 7"]),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, field_validator
 
 from harness.registry import Registry
 from harness.schema import Strict
@@ -45,12 +45,20 @@ class TaskSpec(Strict):
 
     name: Slug
     type: Annotated[str, AfterValidator(_known_family)]  # a registered task family
-    format: Literal["conll", "tsv", "csv"]
+    format: str  # one of the family's file formats
     files: TaskFiles | None = None
     hub: HubSource | None = None
     text_column: str = "sentence"
     label_column: str = "label"
     validation_from_train: Annotated[int, Field(gt=0)] = 1000
+
+    @field_validator("format")
+    @classmethod
+    def _family_reads_it(cls, value: str, info: ValidationInfo) -> str:
+        kind = info.data.get("type")
+        if kind in families and value not in families.get(kind).formats:
+            raise ValueError(f"{kind} data is read from {' or '.join(map(repr, families.get(kind).formats))} files")
+        return value
 
     def identity(self) -> dict[str, Any]:
         """The fields that change results (paths and hub ids do not: the data fingerprint covers content)."""
@@ -109,6 +117,7 @@ class TaskFamily(Protocol):
     headline: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
     model_columns: ClassVar[tuple[str, ...]]
+    formats: ClassVar[tuple[str, ...]]  # the values of a task's ``format`` this family reads
     peft_task_type: ClassVar[str]  # peft's TaskType for this head (TOKEN_CLS, SEQ_CLS)
     majority_rules: ClassVar[tuple[str, ...]]  # what `majority` may predict from (the first is the default)
     answer_slot: ClassVar[str]  # where a prompt template puts the answer: {label}, {entities}

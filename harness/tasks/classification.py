@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from harness.errors import BenchError
 from harness.metrics import classification_metrics
-from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, most_frequent
+from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, families, most_frequent
 
 
 def read_table(path: Path, fmt: str, text_column: str, label_column: str) -> list[dict]:
@@ -69,14 +69,13 @@ class ClassificationFamily:
     headline: ClassVar[str] = "accuracy"
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")  # scalar validation metrics
     model_columns: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids", "labels")
+    formats: ClassVar[tuple[str, ...]] = ("tsv", "csv")
     peft_task_type: ClassVar[str] = "SEQ_CLS"
     majority_rules: ClassVar[tuple[str, ...]] = ("class",)
     answer_slot: ClassVar[str] = "{label}"
     default_template: ClassVar[str] = "Text: {text}\nLabel: {label}"
 
     def read(self, path: Path, spec: TaskSpec) -> list[dict]:
-        if spec.format not in ("tsv", "csv"):
-            raise BenchError(f"task {spec.name!r}: classification data must be 'tsv' or 'csv', not {spec.format!r}")
         return read_table(path, spec.format, spec.text_column, spec.label_column)
 
     def from_hub(self, rows: Any, spec: TaskSpec) -> list[dict]:
@@ -171,6 +170,9 @@ class ClassificationFamily:
                 by_byte.append(max(range(len(words)), key=normalised.__getitem__))
         accuracy_norm = sum(p == g for p, g in zip(by_byte, split.gold, strict=True)) / max(len(split.gold), 1)
         return Predicted(by_sum, {"accuracy_norm": accuracy_norm})
+
+
+families.register("classification")(ClassificationFamily())
 
 
 def verbalizers(labels: list[str], given: dict[str, str] | None) -> list[str]:

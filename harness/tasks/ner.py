@@ -15,7 +15,7 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 
 from harness.errors import BenchError
 from harness.metrics import ner_metrics
-from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, most_frequent
+from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, families, most_frequent
 
 # what a prompt tells the model each CoNLL type is called; other types are shown lower-cased
 TYPE_NAMES = {"PER": "person", "ORG": "organisation", "LOC": "location", "MISC": "miscellaneous"}
@@ -59,14 +59,13 @@ class NerFamily:
     headline: ClassVar[str] = "f1"
     metrics: ClassVar[tuple[str, ...]] = ("f1", "precision", "recall", "f1_strict")  # scalar validation metrics
     model_columns: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids", "labels")
+    formats: ClassVar[tuple[str, ...]] = ("conll",)
     peft_task_type: ClassVar[str] = "TOKEN_CLS"
     majority_rules: ClassVar[tuple[str, ...]] = ("class", "word")  # word: each word's most frequent training tag
     answer_slot: ClassVar[str] = "{entities}"
     default_template: ClassVar[str] = "Sentence: {text}\nEntities: {entities}"
 
     def read(self, path: Path, spec: TaskSpec) -> list[dict]:
-        if spec.format != "conll":
-            raise BenchError(f"task {spec.name!r}: NER data must be in 'conll' format, not {spec.format!r}")
         return read_conll(path)
 
     def from_hub(self, rows: Any, spec: TaskSpec) -> list[dict]:
@@ -201,6 +200,9 @@ class NerFamily:
             answers += prompted.lm.generate(prompted.prefix, queries, prompted.params.max_new_tokens)
         tags = [parse_entities(a, e["tokens"], types) for a, e in zip(answers, split.examples, strict=True)]
         return Predicted(tags, {"generations": parse_rate(answers, tags)}, answers)
+
+
+families.register("ner")(NerFamily())
 
 
 def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> np.ndarray:
