@@ -378,3 +378,35 @@ def test_a_record_that_does_not_match_the_schema_is_one_line_naming_file_and_fie
         assert result.returncode == 2
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith(f"error: {path}: ") and field in line, line
+
+
+def test_bench_upgrade_rewrites_schema_1_records_as_they_would_be_written_now(tmp_path):
+    """A schema-1 record had no row and an empty dict for no search; the upgrade rebuilds its cell from the
+    config and must give the record `bench run` writes today. A config that does not hash to its record's
+    config hash is refused, and the folder is left as it was."""
+    records = [
+        _record("lora", 1, 0.8, search={"lr": 1e-3}),
+        _record("full", 2, 0.7, regime={"shots": 8, "split_seed": 3}),
+    ]
+    store = _store(tmp_path / "old", records)
+    for path in store.cells.glob("*.json"):
+        old = json.loads(path.read_text())
+        del old["row"], old["schema_version"]
+        old["search"] = old.get("search", {})
+        path.write_text(json.dumps(old))
+    refused = bench("report", str(tmp_path / "old"), "--to", str(tmp_path / "report"))
+    assert refused.returncode == 2 and f"convert the folder with `bench upgrade {tmp_path / 'old'}`" in refused.stderr
+    result = bench("upgrade", str(tmp_path / "old"))
+    assert result.returncode == 0 and "2 records upgraded, 0 already current" in " ".join(result.stdout.split())
+    assert sorted(store.records(), key=lambda r: r.config_hash) == sorted(records, key=lambda r: r.config_hash)
+
+    path = next(store.cells.glob("*.json"))
+    tampered = json.loads(path.read_text())
+    del tampered["row"], tampered["schema_version"]
+    tampered["config"]["seed"] = 99
+    path.write_text(json.dumps(tampered))
+    result = bench("upgrade", str(tmp_path / "old"))
+    assert (
+        result.returncode == 2 and f"{path}: cannot upgrade this schema-1 record (its config hashes to" in result.stderr
+    )
+    assert json.loads(path.read_text()) == tampered

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from harness.cell import Cell
 from harness.errors import BenchError
 from harness.expand import expand, load_suite
+from harness.specs import TrainConfig
+from harness.tasks.base import TaskSpec
 
 from .conftest import REPO, bench
 
@@ -172,3 +176,25 @@ def test_every_shipped_suite_validates(suite):
     path = Path(REPO / "suites" / suite)
     cells = expand(load_suite(path), path)
     assert cells, suite
+
+
+def test_the_nightly_suite_expands_to_the_rows_of_the_committed_baseline():
+    """A row's identity is fixed at expansion (schema 2); the committed baseline must still find every row."""
+    path = REPO / "suites" / "nightly.yaml"
+    rows = {cell.row().key: cell.row().label for cell in expand(load_suite(path), path)}
+    baseline = json.loads((REPO / "results" / "baselines" / "nightly.json").read_text())
+    assert {key: row["label"] for key, row in baseline["rows"].items()} == rows
+
+
+def test_a_method_with_its_own_lr_trains_with_the_lr_a_search_chose():
+    """One place reconciles the two learning rates: searching method.lr (or lr) of LoRA moves the training lr."""
+    task = TaskSpec(name="t", type="ner", format="conll")
+    cell = Cell(
+        suite="s", task=task, backbone="b", method={"name": "lora"}, routing={"strategy": "none"}, regime="full",
+        seed=1, train=TrainConfig(lr=1e-5), data_dir="",
+    )  # fmt: skip
+    assert cell.train.lr == cell.method.lr == 5e-4  # the method's default wins over the suite's
+    for key in ("method.lr", "lr"):
+        searched = cell.with_params({key: 3e-3})
+        assert searched.train.lr == searched.method.lr == 3e-3, key
+    assert cell.with_params({"epochs": 2}).train.lr == 5e-4
