@@ -159,7 +159,8 @@ def _comparable(records) -> dict:
     kept = {}
     for record in records:
         fields = record.model_dump(exclude={"cost", "env"})
-        fields["search"] = {k: fields["search"].get(k) for k in ("metric", "params", "best_value")}
+        if fields["search"] is not None:  # the majority row is not searched
+            fields["search"] = {k: fields["search"][k] for k in ("metric", "params", "best_value")}
         kept[record.config_hash] = fields
     return kept
 
