@@ -148,10 +148,10 @@ def test_selection_never_reads_the_test_split(searched, tmp_path):
         assert x.metrics.test["f1"] > 0.5 and y.metrics.test["f1"] == 0.0  # gold all O: no entity to find
     # the record accounts for the search's compute: every trial's steps, and what pruning saved
     summary = ra[0].search
-    assert summary["steps"] == sum(t.user_attrs["steps"] for t in a)
+    assert summary.steps == sum(t.user_attrs["steps"] for t in a)
     pruned = [t for t in a if t.state == TrialState.PRUNED]
-    assert summary["trials"]["pruned"] == len(pruned)
-    assert summary["steps_saved"] == sum(t.user_attrs["planned_steps"] - t.user_attrs["steps"] for t in pruned)
+    assert summary.trials["pruned"] == len(pruned)
+    assert summary.steps_saved == sum(t.user_attrs["planned_steps"] - t.user_attrs["steps"] for t in pruned)
 
 
 def test_kill_during_search_then_resume_finishes_the_same_study(searched, tmp_path):
