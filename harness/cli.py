@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -217,6 +218,9 @@ def upgrade(results: ResultsArg) -> None:
 
 def main() -> None:
     """Entry point: user mistakes print as ``error: ...`` lines with exit code 2, never a traceback."""
+    # SIGINT always stops a run cleanly, also when the shell that started it ignored SIGINT for its children
+    # (a background job of a script: `bench run … &`, then `kill -INT`), which Python would otherwise inherit
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         # Without standalone mode, typer returns (not raises) the code of `typer.Exit`, Ctrl-C included (130).
         code = app(standalone_mode=False)
