@@ -82,9 +82,9 @@ def describe_error(err: Any, path: Path, data: Any, lines: dict[Loc, int], tags:
     for part in loc:
         if part in tags or (isinstance(node, dict) and part not in node and part in node.values()):
             continue  # a discriminated-union tag that pydantic adds to the location
-        shown.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+        shown.append(part)
         node = node[part] if isinstance(node, dict | list) and _has(node, part) else None
-    field = "".join(shown).lstrip(".") or "(suite)"
+    field = dotted(tuple(shown)) or "(suite)"
     message = err["msg"].removeprefix("Value error, ")
     given = err.get("input")
     if (
