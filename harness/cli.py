@@ -39,9 +39,14 @@ def _print_report(paths: list[Path]) -> None:
 
 @app.command()
 def validate(suite: SuiteArg, profile: ProfileOpt = None) -> None:
-    """Check a suite without running it: schema, names, profile; print the number of cells."""
+    """Check a suite without running it: schema, names, profile, and every data file it names (format, columns,
+    labels, carved validation and few-shot samples); print what was read and the number of cells."""
+    from harness.expand import check_data
+
     _, cells = _load(suite, profile)
-    out.print(f"{suite}: ok, {len(cells)} cells")
+    for line in check_data(cells):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    out.print(f"{suite}: ok, {len(cells)} cells", soft_wrap=True)
 
 
 @app.command("list")

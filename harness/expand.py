@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections import defaultdict
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -15,6 +16,8 @@ from harness.errors import BenchError
 from harness.methods import methods
 from harness.specs import REGIME_TAGS, TrainConfig
 from harness.suite import Suite
+from harness.tasks.base import TaskSpec
+from harness.tasks.data import check_task
 from harness.yaml_lines import describe_error, load_yaml
 
 
@@ -87,3 +90,20 @@ def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[C
                     )
                     cells.setdefault(cell.config_hash, cell)
     return list(cells.values())
+
+
+
+def check_data(cells: list[Cell]) -> list[str]:
+    """Each task's data opened as the cells will use it (``check_task``): one line per task."""
+    tasks: dict[tuple[str, str], TaskSpec] = {}
+    seeds: dict[tuple[str, str], set[int]] = defaultdict(set)  # data seeds of cells with the whole training split
+    samples: dict[tuple[str, str], set[tuple[int, int]]] = defaultdict(set)  # (shots, split seed) of few-shot cells
+    for cell in cells:
+        key = (cell.task.name, cell.data_dir)
+        tasks[key] = cell.task
+        data_seed = cell.regime.data_seed(cell.seed)
+        if cell.regime.shots is None:
+            seeds[key].add(data_seed)
+        else:
+            samples[key].add((cell.regime.shots, data_seed))
+    return [check_task(spec, Path(key[1]), seeds[key], samples[key]) for key, spec in tasks.items()]

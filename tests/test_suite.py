@@ -9,11 +9,11 @@ import pytest
 
 from harness.cell import Cell
 from harness.errors import BenchError
-from harness.expand import expand, load_suite
+from harness.expand import check_data, expand, load_suite
 from harness.specs import TrainConfig
 from harness.tasks.base import TaskSpec
 
-from .conftest import REPO, bench
+from .conftest import REPO, SHARED_DATA, bench
 
 GOOD = """
 name: demo
@@ -173,9 +173,12 @@ def test_config_hash_covers_results_not_paths_or_names(write, monkeypatch):
 
 @pytest.mark.parametrize("suite", sorted(p.name for p in (REPO / "suites").glob("*.yaml")))
 def test_every_shipped_suite_validates(suite):
+    """Its schema and, when the real data is present, every data file and sample its cells will read."""
     path = Path(REPO / "suites" / suite)
     cells = expand(load_suite(path), path)
     assert cells, suite
+    if SHARED_DATA.is_dir():
+        assert len(check_data(cells)) == len({cell.task.name for cell in cells})
 
 
 def test_the_nightly_suite_expands_to_the_rows_of_the_committed_baseline():
@@ -198,3 +201,56 @@ def test_a_method_with_its_own_lr_trains_with_the_lr_a_search_chose():
         searched = cell.with_params({key: 3e-3})
         assert searched.train.lr == searched.method.lr == 3e-3, key
     assert cell.with_params({"epochs": 2}).train.lr == 5e-4
+
+
+DATA_SUITE = """
+name: toydata
+data_dir: data
+tasks:
+  - {name: toy, type: classification, format: tsv, files: {train: train.tsv, test: test.tsv}, validation_from_train: 4}
+backbones: [tiny-bert]
+methods: [full]
+seeds: [1, 2]
+"""
+
+
+def _toy_data(write, train_rows: int = 24, test: str = "sentence\tlabel\nfine film\t1\nweak plot\t0\n") -> None:
+    lines = [f"{'good' if i % 2 else 'bad'} film number {i}\t{i % 2}" for i in range(train_rows)]
+    write("data/train.tsv", "sentence\tlabel\n" + "\n".join(lines) + "\n")
+    write("data/test.tsv", test)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"test": "sentence\tlabel\nfine film\t2\n"}, r"test.tsv:2: label '2' does not occur in the training data"),
+        ({"test": "text\tlabel\nfine film\t1\n"}, r"test.tsv:1: missing column 'sentence' \(found: text, label\)"),
+        ({"train_rows": 4}, r"task 'toy': validation_from_train=4 leaves no training data \(4 training examples\)"),
+        ({"regime": "16"}, r"task 'toy', split seed 1: 16-shot sampling: only \d+ examples of '0' left to draw"),
+    ],
+    ids=["unseen-label", "missing-column", "carve-too-large", "too-few-shots"],
+)
+def test_validate_opens_the_data_a_run_will_read(write, change, expected):
+    """What used to fail a minute into a run fails at `bench validate`, with the file, line or field."""
+    _toy_data(write, change.get("train_rows", 24), change.get("test", "sentence\tlabel\nfine film\t1\n"))
+    text = DATA_SUITE + (f"regimes: [{{shots: {change['regime']}}}]\n" if "regime" in change else "")
+    path = write("suite.yaml", text)
+    with pytest.raises(BenchError, match=expected):
+        check_data(expand(load_suite(path), path))
+
+
+def test_validate_prints_what_it_read(write):
+    _toy_data(write)
+    path = write("suite.yaml", DATA_SUITE + "regimes: [full, {shots: 2}]\n")
+    result = bench("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "toy: train 24, test 2 examples, 2 labels; validation 4 carved from train (0 training examples removed)",
+        f"{path}: ok, 4 cells",
+    ]
+    write("data/test.tsv", "sentence\tlabel\nfine film\t7\n")
+    result = bench("validate", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path.parent / 'data' / 'test.tsv'}:2: label '7' does not occur in the training data (known: 0, 1)"
+    ]

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,58 @@ def _seeded_order(n: int, seed: int) -> list[int]:
     return order
 
 
+@dataclass(frozen=True)
+class RawTask:
+    """A task's splits as read and checked: raw examples, a printable source per split, the content fingerprint
+    and the label list (from train)."""
+
+    splits: dict[str, list]
+    sources: dict[str, str]
+    fingerprint: str
+    labels: list[str]
+
+
+def read_task(spec: TaskSpec, data_dir: Path) -> RawTask:
+    """Every split read and every validation / test label checked against the training labels."""
+    family = families.get(spec.type)
+    raw, sources, fingerprint = read_splits(spec, data_dir)
+    labels = family.label_list(raw["train"])
+    for split in ("validation", "test"):
+        if split in raw:
+            family.check_labels(raw[split], labels, sources[split])
+    return RawTask(raw, sources, fingerprint, labels)
+
+
+def few_shot_split(spec: TaskSpec, examples: list[Any], shots: int, seed: int) -> tuple[list[int], list[int]]:
+    """The k-shot training sample and, disjoint from it, the k-shot validation sample, both drawn by ``seed``."""
+    strata = families.get(spec.type).strata
+    try:
+        picked = sample_shots(examples, strata, shots, seed)
+        return picked, sample_shots(examples, strata, shots, seed, exclude=set(picked))
+    except BenchError as e:
+        raise BenchError(f"task {spec.name!r}, split seed {seed}: {e}") from None
+
+
+def check_task(spec: TaskSpec, data_dir: Path, seeds: set[int], samples: set[tuple[int, int]]) -> str:
+    """Open the task's data as a run will, so that a suite that validates does not fail on its data mid-run: every
+    file read (existence, format, columns, tags / labels), the validation set carved from train if the cells
+    with full data (``seeds``) need one (whether it can be made does not depend on the seed; the carve is cached
+    for the run), and each (shots, split seed) few-shot sample drawn. Returns what was read, in one line."""
+    task = read_task(spec, data_dir)
+    family = families.get(spec.type)
+    train = task.splits["train"]
+    carved = ""
+    if seeds and "validation" not in task.splits:
+        words = [family.words(example) for example in train]
+        _, _, removed = _cached_carve(words, _seeded_order(len(train), min(seeds)), spec)
+        size = spec.validation_from_train
+        carved = f"; validation {size:,} carved from train ({removed:,} training examples removed)"
+    for shots, seed in sorted(samples):
+        few_shot_split(spec, train, shots, seed)
+    sizes = ", ".join(f"{split} {len(task.splits[split]):,}" for split in SPLITS if split in task.splits)
+    return f"{spec.name}: {sizes} examples, {len(task.labels)} labels{carved}"
+
+
 def prepare_task(
     spec: TaskSpec,
     data_dir: Path,
@@ -142,11 +195,8 @@ def prepare_task(
     (the split seed), disjoint from each other; the subset sizes do not apply.
     """
     family = families.get(spec.type)
-    raw, sources, fingerprint = read_splits(spec, data_dir)
-    labels = family.label_list(raw["train"])
-    for split in ("validation", "test"):
-        if split in raw:
-            family.check_labels(raw[split], labels, sources[split])
+    task = read_task(spec, data_dir)
+    raw, labels = task.splits, task.labels
 
     def tokenized(split: str) -> Split:
         key = f"{_content_key(raw[split], labels)}-{_tokenizer_key(tokenizer)}-{max_length}"
@@ -156,8 +206,7 @@ def prepare_task(
     train = tokenized("train")
     carve_removed = None
     if shots is not None:
-        picked = sample_shots(raw["train"], family.strata, shots, seed)
-        held_out = sample_shots(raw["train"], family.strata, shots, seed, exclude=set(picked))
+        picked, held_out = few_shot_split(spec, raw["train"], shots, seed)
         train_part, validation_part = _select(train, picked), _select(train, held_out)
     else:
         train_order = _seeded_order(len(train.gold), seed)
@@ -175,8 +224,8 @@ def prepare_task(
         validation=validation_part,
         test=tokenized("test"),
         labels=labels,
-        fingerprint=fingerprint,
-        test_source=sources["test"],
+        fingerprint=task.fingerprint,
+        test_source=task.sources["test"],
         shots=shots,
         carve_removed=carve_removed,
     )
