@@ -33,8 +33,13 @@ def _log(quiet: bool):
     return lambda line: err.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
-def _print_report(paths: list[Path]) -> None:
+def _print_report(paths: list[Path], done: str) -> None:
+    """The leaderboard and what was done, then the summary (best row, baseline, rows beyond noise) and where the
+    HTML page is: the last lines a user sees."""
     print(paths[0].read_text())
+    out.print(done, markup=False, highlight=False, soft_wrap=True)
+    print(paths[4].read_text(), end="")
+    out.print(f"report: {paths[3]}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -132,10 +137,10 @@ def run(
         tracking_uri=tracking_uri if tracking else "",
         log=_log(quiet),
     )
-    _print_report(paths)
-    out.print(
+    _print_report(
+        paths,
         f"{summary.ran} cells run ({summary.failed} failed), {summary.skipped} skipped as done; "
-        f"records in {results}/cells, leaderboard in {paths[0]}"
+        f"records in {results}/cells",
     )
     if summary.failed:
         raise typer.Exit(1)  # every record is written; the exit status tells CI that a cell failed
@@ -165,8 +170,7 @@ def report(
 
     store, records = _stored(results)
     paths = write_report(records, to or Path("report") / records[0].suite, store.settings())
-    _print_report(paths)
-    out.print(f"report in {paths[0].parent}: {', '.join(p.name for p in paths)}")
+    _print_report(paths, f"report in {paths[0].parent}: {', '.join(p.name for p in paths)}")
 
 
 @app.command()

@@ -92,7 +92,6 @@ def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[C
     return list(cells.values())
 
 
-
 def check_data(cells: list[Cell]) -> list[str]:
     """Each task's data opened as the cells will use it (``check_task``): one line per task."""
     tasks: dict[tuple[str, str], TaskSpec] = {}

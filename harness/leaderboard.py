@@ -17,7 +17,7 @@ import pandas as pd
 from harness.record import Record
 from harness.report_settings import ReportSettings
 from harness.results import to_frame
-from harness.stats import holm, seed_permutation_p, t_interval
+from harness.stats import holm, seed_permutation_p, smallest_p, t_interval
 
 AXES = ["backbone", "method", "routing", "inference", "regime", "tuning"]
 # column -> which value is best; the best is marked in every rendering
@@ -91,7 +91,7 @@ def _compare(table: pd.DataFrame, group: pd.DataFrame, settings: ReportSettings)
     method, routing = group["method_name"], group["routing_strategy"]
     chosen = group[(method == settings.baseline.method) & (routing == settings.baseline.routing)]
     chosen = chosen[(chosen["regime"] == settings.baseline.regime) & (chosen["status"] == "done")]
-    table["baseline"], table["delta"], table["p_unadjusted"] = False, math.nan, math.nan
+    table["baseline"], table["delta"], table["p_unadjusted"], table["p_floor"] = False, math.nan, math.nan, math.nan
     if chosen.empty:
         table["p"] = math.nan
         return table
@@ -103,18 +103,21 @@ def _compare(table: pd.DataFrame, group: pd.DataFrame, settings: ReportSettings)
         if i == index or row["seeds"] == 0:
             continue
         table.loc[i, "delta"] = row["test"] - base["test"]
-        table.loc[i, "p_unadjusted"] = _seed_p(row["by_unit"], base["by_unit"])
+        table.loc[i, ["p_unadjusted", "p_floor"]] = _seed_p(row["by_unit"], base["by_unit"])
     table["p"] = holm(table["p_unadjusted"].tolist())
     return table
 
 
-def _seed_p(row: dict[str, float], base: dict[str, float]) -> float:
-    """Paired over the (seed, split) units both rows ran when they share two or more, else unpaired; NaN when
-    either row has fewer than two (one trained model per side is not a comparison of methods)."""
+def _seed_p(row: dict[str, float], base: dict[str, float]) -> tuple[float, float]:
+    """The p-value and the smallest p these seeds allow: paired over the (seed, split) units both rows ran when
+    they share two or more, else unpaired; NaN when either row has fewer than two (one trained model per side is
+    not a comparison of methods)."""
     shared = sorted(set(row) & set(base))
     if len(shared) >= 2:
-        return seed_permutation_p([row[s] for s in shared], [base[s] for s in shared], paired=True)
-    return seed_permutation_p(list(row.values()), list(base.values()), paired=False)
+        a, b = [row[s] for s in shared], [base[s] for s in shared]
+        return seed_permutation_p(a, b, paired=True), smallest_p(len(a), len(b), paired=True)
+    a, b = list(row.values()), list(base.values())
+    return seed_permutation_p(a, b, paired=False), smallest_p(len(a), len(b), paired=False)
 
 
 def best_rows(table: pd.DataFrame) -> dict[str, set[int]]:
@@ -146,7 +149,7 @@ def display(table: pd.DataFrame, bold: Callable[[str], str]) -> pd.DataFrame:
             "seeds": str(row["seeds"]),
             "failed": str(row["failed"]),
             "delta": "baseline" if row["baseline"] else _number(row["delta"], "{:+.2f}"),
-            "p": _p(row["p"]),
+            "p": p_text(row["p"]),
             "trainable_params": _number(row["trainable_params"], "{:,.0f}"),
             "train_seconds": _number(row["train_seconds"], "{:.1f}"),
             "tokens_per_second": _number(row["tokens_per_second"], "{:,.0f}"),
@@ -169,7 +172,7 @@ def _number(value: Any, template: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else template.format(value)
 
 
-def _p(value: float) -> str:
+def p_text(value: float) -> str:
     if math.isnan(value):
         return "-"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"

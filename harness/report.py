@@ -13,6 +13,7 @@ from harness.leaderboard import leaderboards, rendered
 from harness.record import Record
 from harness.report_html import render_html
 from harness.report_settings import ReportSettings
+from harness.summary import summary
 
 
 def _latex_escape(text: str) -> str:
@@ -22,7 +23,8 @@ def _latex_escape(text: str) -> str:
 
 
 def write_report(records: list[Record], out: Path, settings: ReportSettings | None = None) -> list[Path]:
-    """``leaderboard.md``, ``.csv``, ``.tex`` and ``index.html`` (self-contained, plots embedded) under ``out``."""
+    """``leaderboard.md``, ``.csv``, ``.tex``, ``index.html`` (self-contained, plots embedded) and ``summary.txt``
+    (best row, baseline, rows beyond noise) under ``out``."""
     for folder in (out, out / "plots"):
         if folder.is_dir():
             remove_temporaries(folder)  # of a report killed while being written
@@ -46,6 +48,7 @@ def write_report(records: list[Record], out: Path, settings: ReportSettings | No
     write_text_atomic(tex, "\n".join(latex))
     raw = [t.drop(columns=["by_unit"]).assign(task=task) for task, t in tables.items()]
     write_text_atomic(csv, (pd.concat(raw) if raw else pd.DataFrame()).to_csv(index=False))
-    html = out / "index.html"
+    html, brief = out / "index.html", out / "summary.txt"
     write_text_atomic(html, render_html(suite, records, tables, out))
-    return [md, csv, tex, html]
+    write_text_atomic(brief, summary(tables))
+    return [md, csv, tex, html, brief]

@@ -16,6 +16,7 @@ from harness import plots
 from harness.atomic import write_bytes_atomic
 from harness.leaderboard import rendered
 from harness.record import Record
+from harness.summary import task_summary
 
 PAGE = jinja2.Template(
     """<!DOCTYPE html>
@@ -31,6 +32,7 @@ td:nth-child(-n+7), th:nth-child(-n+7) { text-align: left; }
 b { color: #0a5; }
 figure { margin: 1em 0 2em; } figcaption { font-size: 13px; color: #555; }
 img { max-width: 100%; }
+.summary { font-size: 14px; }
 </style></head><body>
 <h1>Leaderboard: {{ suite }}</h1>
 <p>Scores ×100. <i>test</i>: mean ± sd over seeds; <i>95% CI</i>: t interval of the mean over seeds (mean ± t·sd/√n);
@@ -39,7 +41,8 @@ img { max-width: 100%; }
 set held fixed; the smallest p n seeds allow is 2/2ⁿ), Holm-adjusted across the table's rows; "-" with fewer than
 two seeds. Best value per column
 in <b>bold green</b>. {{ records }} records.</p>
-{% for task, table in tables %}<h2>{{ task }}</h2>
+{% for task, lines, table in tables %}<h2>{{ task }}</h2>
+<ul class="summary">{% for line in lines %}<li>{{ line }}</li>{% endfor %}</ul>
 <div class="scroll">{{ table }}</div>
 {% endfor %}
 {% for title, caption, image in figures %}<figure><h2>{{ title }}</h2>
@@ -71,7 +74,11 @@ def render_html(suite: str, records: list[Record], tables: dict[str, pd.DataFram
             name = title.lower().replace(" ", "_").replace("-", "_")
             figures.append((title, caption, _png(figure, out / "plots" / f"{name}.png")))
     shown = [
-        (task, rendered(table, html.escape, ("<b>", "</b>")).to_html(index=False, escape=False, border=0))
+        (
+            task,
+            [html.escape(line.removeprefix(f"{task} ")) for line in task_summary(task, table)],
+            rendered(table, html.escape, ("<b>", "</b>")).to_html(index=False, escape=False, border=0),
+        )
         for task, table in tables.items()
     ]
     return PAGE.render(suite=html.escape(suite), tables=shown, figures=figures, records=len(records))

@@ -65,6 +65,13 @@ def seed_permutation_p(a: Sequence[float], b: Sequence[float], paired: bool) -> 
     return float(np.mean(statistics >= observed - 1e-9 * max(1.0, observed)))
 
 
+def smallest_p(n_a: int, n_b: int, paired: bool) -> float:
+    """The smallest p ``seed_permutation_p`` can give for these seed counts (every seed of one side far above every
+    seed of the other): below the level, no difference can be called beyond noise, however large."""
+    a, b = 1e6 + np.arange(n_a, dtype=float), np.arange(n_b, dtype=float)
+    return seed_permutation_p(a, b[:n_a] if paired else b, paired)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment of a family of p-values (NaNs are not part of the family and stay NaN): the
     chance of any false claim among the family stays at the level, whatever their dependence."""

@@ -24,6 +24,7 @@ from harness.results import ResultStore
 from harness.search_space import Search
 from harness.specs import TrainConfig
 from harness.stats import holm, seed_permutation_p, t_interval
+from harness.summary import summary
 from harness.tasks.base import TaskSpec
 from harness.tasks.ner import entity_counts
 
@@ -160,7 +161,9 @@ def test_report_from_fixture_records_has_every_table_and_plot_and_no_external_re
     ]
     store = _store(tmp_path / "results", records)
     paths = write_report(store.records(), tmp_path / "report", ReportSettings())
-    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "leaderboard.tex", "index.html"]
+    assert [p.name for p in paths] == [
+        "leaderboard.md", "leaderboard.csv", "leaderboard.tex", "index.html", "summary.txt"
+    ]  # fmt: skip
 
     csv = pd.read_csv(paths[1])
     sst2 = csv[csv["task"] == "sst2"].set_index(["method", "routing", "regime"])
@@ -178,6 +181,15 @@ def test_report_from_fixture_records_has_every_table_and_plot_and_no_external_re
     assert one_seed["delta"] == pytest.approx(-5.0) and np.isnan(one_seed["p"])
     assert (lora["ci_low"], lora["ci_high"]) == (pytest.approx(78.0), pytest.approx(78.0))  # no spread
     assert sst2.loc[("full", "random experts=2", "full"), "load_entropy"] == pytest.approx(0.6)
+
+    # the smallest p: 2/2³ paired (lora), 0.1 unpaired (few-shot); Holm over the 4 compared rows lifts 0.1 to 0.4
+    assert few_shot["p_floor"] == pytest.approx(0.1) and lora["p_floor"] == pytest.approx(0.25)
+    assert paths[4].read_text().splitlines()[3:] == [
+        "sst2 best: full/none, accuracy 80.00 ± 0.00 (3 seeds)",
+        "sst2 baseline: full/none, accuracy 80.00 ± 0.00 (3 seeds) (the best row)",
+        "sst2 beyond noise (p Holm < 0.05): none of 4 rows; with these seeds no p can fall below 0.1 (0.4 after Holm "
+        "over 4 rows): add seeds to decide",
+    ]
 
     md = paths[0].read_text()
     assert "## sst2" in md and "## conll" in md and "**80.00 ± 0.00**" in md  # best test mean marked
@@ -327,6 +339,7 @@ READING_MODULES = [
     "harness.plots",
     "harness.check",
     "harness.report_settings",
+    "harness.summary",
 ]
 
 
@@ -410,3 +423,17 @@ def test_bench_upgrade_rewrites_schema_1_records_as_they_would_be_written_now(tm
         result.returncode == 2 and f"{path}: cannot upgrade this schema-1 record (its config hashes to" in result.stderr
     )
     assert json.loads(path.read_text()) == tampered
+
+
+def test_the_summary_names_the_rows_beyond_noise_and_only_those():
+    """Seven seeds allow p = 2/2⁷ (2/2⁶ after Holm over two rows): a row worse on every seed is named, one within
+    the seeds' spread is not."""
+    jitter = [0.004, -0.003, 0.001, -0.002, 0.003, -0.001, -0.002]
+    records = [
+        *[_record("full", s, 0.80 + j) for s, j in enumerate(jitter, 1)],
+        *[_record("lora", s, 0.70 + j) for s, j in enumerate(jitter, 1)],
+        *[_record("adapter", s, 0.799 - j) for s, j in enumerate(jitter, 1)],
+    ]
+    lines = summary(leaderboards(records)).splitlines()
+    assert lines[0] == "sst2 best: full/none, accuracy 80.00 ± 0.27 (7 seeds)" and lines[1].endswith("(the best row)")
+    assert lines[2] == "sst2 beyond noise (p Holm < 0.05): lora/none -10.00 (p 0.031); 1 other rows are not"

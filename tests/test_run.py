@@ -93,6 +93,14 @@ def test_smoke_suite_end_to_end_and_report(smoke_serial, tmp_path):
     out, report, result = smoke_serial
     assert result.returncode == 0, result.stderr
     assert "## conll2003" in result.stdout and "## sst2" in result.stdout
+    # the run ends with where to look: per task the best row, the baseline and the rows beyond noise, then the page
+    last = result.stdout.strip().splitlines()[-8:]
+    assert last[0] == f"6 cells run (0 failed), 0 skipped as done; records in {out}/cells"
+    parts = ("best", "baseline", "beyond noise (p Holm < 0.05)")
+    assert [line.split(":")[0] for line in last[1:7]] == [
+        f"{t} {part}" for t in ("conll2003", "sst2") for part in parts
+    ]
+    assert last[7] == f"report: {report / 'index.html'}"
     hashes = {p.stem for p in (out / "cells").glob("*.json")}
     assert len(hashes) == 6
     # every cell's trained weights: the full model, routed LoRA experts, the few-shot adapter
