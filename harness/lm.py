@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import shutil
 import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -55,22 +56,29 @@ language_models: Registry[Any] = Registry("language model")
 language_models.register("smollm2-135m")(_packaged_smollm2)
 
 
+Advance = Callable[[int], None]  # told how many queries were answered, for a progress bar
+
+
 class CausalLM:
-    """A causal LM with a tokenizer on ``device``; every call shares one encoded ``prefix`` across a batch of
-    queries."""
+    """A causal LM with a tokenizer on ``device``; every call shares one encoded ``prefix`` across all queries.
+
+    Queries are batched by token length (little padding), and in generation a row leaves its batch as soon as it
+    has ended its line, so a batch costs what its answers need rather than ``max_new_tokens`` for every row.
+    """
 
     def __init__(self, tokenizer: Any, model: Any, device: torch.device) -> None:
         self.tokenizer, self.model, self.device = tokenizer, model.eval().to(device), device
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._encoded: tuple[str, torch.Tensor, Any] | None = None  # the last prefix, its ids and KV cache
+        self._stops: dict[str, torch.Tensor] = {}
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _prefix(self, prefix: str, rows: int) -> tuple[torch.Tensor, Any]:
-        """The prefix's ids and KV cache for ``rows`` rows; the prefix is run through the model once per cell
-        (every batch of a cell shares it), and each batch gets its own copy of the cache to extend."""
+    def _prefix(self, prefix: str, rows: int) -> tuple[int, Any]:
+        """The prefix's length and a KV cache of it for ``rows`` rows; the prefix is run through the model once per
+        cell (every batch of a cell shares it), and each batch gets its own copy of the cache to extend."""
         if self._encoded is None or self._encoded[0] != prefix:
             ids = torch.tensor([self.encode(prefix)], device=self.device)
             with torch.inference_mode():
@@ -78,55 +86,111 @@ class CausalLM:
         _, ids, cache = self._encoded
         shared = copy.deepcopy(cache)
         shared.batch_repeat_interleave(rows)
-        return ids.repeat(rows, 1), shared
+        return ids.shape[1], shared
 
-    def score(self, prefix: str, pairs: list[tuple[str, str]]) -> list[float]:
+    def _left_padded(self, rows: list[list[int]], prefix: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token ids padded on the left (every row ends at the last column), the attention mask over prefix and
+        rows, and the rows' position ids counted over real tokens only (as ``generate`` counts them)."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, device=self.device)
+        mask = torch.zeros((len(rows), prefix + width), dtype=torch.long, device=self.device)
+        mask[:, :prefix] = 1
+        for i, row in enumerate(rows):
+            ids[i, width - len(row) :] = torch.tensor(row, device=self.device)
+            mask[i, prefix + width - len(row) :] = 1
+        positions = (mask.cumsum(1) - 1).masked_fill(mask == 0, 1)[:, prefix:]
+        return ids, mask, positions
+
+    def score(
+        self, prefix: str, pairs: list[tuple[str, str]], batch_size: int, advance: Advance | None = None
+    ) -> list[float]:
         """log p(continuation | prefix + context) summed over the continuation's tokens, per pair.
 
         Context and continuation are encoded separately (as lm-evaluation-harness does), so the continuation's
-        tokens are exactly its own, whatever the tokenizer would merge across the boundary.
+        tokens are exactly its own, whatever the tokenizer would merge across the boundary. Pairs are scored in
+        batches of similar length; only the logits that predict continuation tokens are computed.
         """
         encoded = [(self.encode(context), self.encode(continuation)) for context, continuation in pairs]
-        width = max(len(c) + len(k) for c, k in encoded)
-        ids = torch.full((len(pairs), width), self.tokenizer.pad_token_id, device=self.device)
-        mask = torch.zeros_like(ids)
-        for row, (context, continuation) in enumerate(encoded):
-            ids[row, : len(context) + len(continuation)] = torch.tensor(context + continuation, device=self.device)
-            mask[row, : len(context) + len(continuation)] = 1
-        prefix_ids, shared = self._prefix(prefix, len(pairs))
-        with torch.inference_mode():
-            logits = (
-                self.model(ids, attention_mask=torch.cat([torch.ones_like(prefix_ids), mask], 1), cache=shared)
-                .logits.float()
-                .cpu()
-            )
-        scores = []
-        for row, (context, continuation) in enumerate(encoded):
-            # the logits at position t predict token t + 1
-            positions = torch.arange(len(context) - 1, len(context) + len(continuation) - 1)
-            log_probs = logits[row, positions].log_softmax(-1)
-            scores.append(float(log_probs.gather(1, torch.tensor(continuation).unsqueeze(1)).sum()))
+        scores = [0.0] * len(pairs)
+        for rows in _by_length([len(c) + len(k) for c, k in encoded], batch_size):
+            length, shared = self._prefix(prefix, len(rows))
+            ids, mask, positions = self._left_padded([encoded[i][0] + encoded[i][1] for i in rows], length)
+            keep = max(len(encoded[i][1]) for i in rows) + 1  # rows end together: their answers are at the end
+            with torch.inference_mode():
+                out = self.model(ids, attention_mask=mask, position_ids=positions, cache=shared, logits_to_keep=keep)
+            log_probs = out.logits.float().log_softmax(-1).cpu()
+            for row, i in enumerate(rows):
+                continuation = torch.tensor(encoded[i][1])
+                # the logits at position t predict token t + 1: the last len(continuation) + 1 positions but one
+                predicted = log_probs[row, keep - 1 - len(continuation) : keep - 1]
+                scores[i] = float(predicted.gather(1, continuation.unsqueeze(1)).sum())
+            if advance is not None:
+                advance(len(rows))
         return scores
 
-    def generate(self, prefix: str, queries: list[str], max_new_tokens: int, stop: str = "\n") -> list[str]:
-        """Greedy continuations of ``prefix + query``, each cut at the first ``stop``."""
-        self.tokenizer.padding_side = "left"  # pads sit between the shared prefix and each query, masked out
-        batch = self.tokenizer(queries, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        prefix_ids, shared = self._prefix(prefix, len(queries))
-        ids = torch.cat([prefix_ids, batch["input_ids"]], 1)
+    def _stop_ids(self, stop: str) -> torch.Tensor:
+        """Every token whose text holds ``stop``, and the end-of-sequence token: a row that emits one is done."""
+        if stop not in self._stops:
+            texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            ids = [i for i, text in enumerate(texts) if stop in text]
+            ids += [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
+            self._stops[stop] = torch.tensor(sorted(set(ids)), dtype=torch.long, device=self.device)
+        return self._stops[stop]
+
+    def generate(
+        self,
+        prefix: str,
+        queries: list[str],
+        max_new_tokens: int,
+        batch_size: int,
+        advance: Advance | None = None,
+        stop: str = "\n",
+    ) -> list[str]:
+        """Greedy continuations of ``prefix + query``, each cut at the first ``stop``, in the order of ``queries``."""
+        encoded = [self.encode(query) for query in queries]
+        answers = [""] * len(queries)
+        for rows in _by_length([len(e) for e in encoded], batch_size):
+            tokens = self._greedy(prefix, [encoded[i] for i in rows], max_new_tokens, self._stop_ids(stop))
+            for i, row_tokens in zip(rows, tokens, strict=True):
+                answers[i] = self.tokenizer.decode(row_tokens, skip_special_tokens=True).split(stop, 1)[0]
+            if advance is not None:
+                advance(len(rows))
+        return answers
+
+    def _greedy(self, prefix: str, rows: list[list[int]], max_new_tokens: int, stops: torch.Tensor) -> list[list[int]]:
+        """Greedy tokens per row until the row emits a stop token or has ``max_new_tokens``; finished rows leave
+        the batch (and its KV cache) at once."""
+        length, cache = self._prefix(prefix, len(rows))
+        ids, mask, positions = self._left_padded(rows, length)
+        out: list[list[int]] = [[] for _ in rows]
+        alive = torch.arange(len(rows), device=self.device)  # which rows the batch still holds
+        position = positions[:, -1]
         with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=ids,
-                attention_mask=torch.cat([torch.ones_like(prefix_ids), batch["attention_mask"]], 1),
-                cache=shared,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                stop_strings=[stop],
-                tokenizer=self.tokenizer,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-        texts = self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
-        return [text.split(stop, 1)[0] for text in texts]
+            logits = self.model(ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1).logits
+            for step in range(max_new_tokens):
+                chosen = logits[:, -1].argmax(-1)
+                for row, token in zip(alive.tolist(), chosen.tolist(), strict=True):
+                    out[row].append(token)
+                going = ~torch.isin(chosen, stops)
+                if step == max_new_tokens - 1 or not going.any():
+                    break
+                if not going.all():
+                    kept = going.nonzero().squeeze(1)
+                    cache.batch_select_indices(kept)
+                    alive, chosen, mask, position = alive[kept], chosen[kept], mask[kept], position[kept]
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+                position = position + 1
+                logits = self.model(
+                    chosen.unsqueeze(1), attention_mask=mask, position_ids=position.unsqueeze(1), cache=cache
+                ).logits
+        return out
+
+
+def _by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of ``batch_size``, longest first (a memory problem shows in the first batch), each batch
+    of similar lengths so that little of it is padding."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 @cache

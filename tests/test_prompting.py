@@ -55,7 +55,7 @@ class ScriptedLM:
     def __init__(self, table: dict[tuple[str, str], float]) -> None:
         self.table, self.prefixes = table, []
 
-    def score(self, prefix: str, pairs: list[tuple[str, str]]) -> list[float]:
+    def score(self, prefix: str, pairs: list[tuple[str, str]], batch_size: int, advance=None) -> list[float]:
         self.prefixes.append(prefix)
         return [self.table[pair] for pair in pairs]
 
@@ -107,8 +107,9 @@ def test_in_context_demonstrations_are_k_per_class_and_fixed_by_seed(monkeypatch
     assert prefix != method.prefix(sst_data(train, []), "classification", seed=4)
 
 
-def test_causal_lm_score_with_a_shared_prefix_equals_scoring_the_whole_text():
-    """The prefix is encoded once and its cache reused per row; the sums must equal plain full-text scoring."""
+def tiny_lm() -> CausalLM:
+    """A randomly initialised 2-layer Llama with the MiniLM word-piece tokenizer; weights drawn wide enough that
+    its greedy tokens depend on positions and context (at the default 0.02 they barely do)."""
     tokenizer = AutoTokenizer.from_pretrained(packaged_minilm())
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -118,11 +119,19 @@ def test_causal_lm_score_with_a_shared_prefix_equals_scoring_the_whole_text():
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
+        initializer_range=0.2,
     )
-    lm = CausalLM(tokenizer, LlamaForCausalLM(config), torch.device("cpu"))
-    prefix, pairs = "a review follows .", [("it was", " great"), ("it was really quite", " bad and dull")]
-    got = lm.score(prefix, pairs)
-    assert lm.score(prefix, pairs[::-1]) == pytest.approx(got[::-1], abs=1e-5)  # reuses the encoded prefix
+    return CausalLM(tokenizer, LlamaForCausalLM(config), torch.device("cpu"))
+
+
+def test_causal_lm_score_with_a_shared_prefix_equals_scoring_the_whole_text():
+    """The prefix is encoded once and its cache reused per row, rows are batched by length and padded on the left;
+    the sums must equal plain full-text scoring, whatever the batch size."""
+    lm = tiny_lm()
+    prefix = "a review follows ."
+    pairs = [("it was", " great"), ("it was really quite", " bad and dull"), ("so", " bad"), ("it was", " fine")]
+    got = lm.score(prefix, pairs, batch_size=3)
+    assert lm.score(prefix, pairs[::-1], batch_size=2) == pytest.approx(got[::-1], abs=1e-5)
     for (context, continuation), score in zip(pairs, got, strict=True):
         head = lm.encode(prefix) + lm.encode(context)
         tail = lm.encode(continuation)
@@ -130,6 +139,26 @@ def test_causal_lm_score_with_a_shared_prefix_equals_scoring_the_whole_text():
             log_probs = lm.model(torch.tensor([head + tail])).logits[0].log_softmax(-1)
         expected = sum(float(log_probs[len(head) - 1 + i, t]) for i, t in enumerate(tail))
         assert score == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("stop", ["\n", "o", "s"])
+def test_batched_generation_with_early_exit_equals_generating_each_query_alone(stop):
+    """Length-sorted batches, left padding, and rows leaving the batch (and its KV cache) as soon as they emit the
+    stop: each answer must be what plain `generate` gives for that query alone, cut at the stop."""
+    lm = tiny_lm()
+    prefix = "list the words :"
+    queries = [f"{' '.join(['some words here'] * (i % 4 + 1))} number {i} :" for i in range(11)]
+    got = lm.generate(prefix, queries, max_new_tokens=12, batch_size=4, stop=stop)
+    alone = []
+    for query in queries:
+        ids = torch.tensor([lm.encode(prefix) + lm.encode(query)])
+        with torch.no_grad():
+            out = lm.model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+        alone.append(lm.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).split(stop, 1)[0])
+    assert got == alone
+    cut = {len(lm.encode(answer)) for answer in got}
+    if stop != "\n":  # the random model never writes a newline; with these stops rows leave at different steps
+        assert len(cut) > 2, cut
 
 
 def test_prompt_baselines_run_end_to_end_with_the_packaged_smollm2(tmp_path, write):

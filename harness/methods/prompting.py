@@ -78,7 +78,7 @@ class InContext(Baseline):
         random.Random(seed).shuffle(chosen)  # classes interleaved, in an order fixed by the seed
         return chosen
 
-    def _filled(self, family: TaskFamily, example: Any, answer: str | None) -> str:
+    def filled(self, family: TaskFamily, example: Any, answer: str | None) -> str:
         """The template for ``example``; with ``answer`` None, cut just before the answer (the query)."""
         template = self.params.template or family.default_template
         head = template[: template.rindex(family.answer_slot)].replace("{text}", family.prompt_text(example))
@@ -88,7 +88,7 @@ class InContext(Baseline):
         """The instruction and the demonstrations with their answers, shared by every query."""
         family = families.get(task_type)
         shown = [
-            self._filled(family, example, family.answer(example, data.labels, self.params))
+            self.filled(family, example, family.answer(example, data.labels, self.params))
             for example in self.demonstrations(data, task_type, seed)
         ]
         instruction = self.params.instruction or family.instruction(data.labels, self.params)
@@ -98,19 +98,17 @@ class InContext(Baseline):
         self, data: Any, task_type: str, split: str, seed: int, device: torch.device, progress: bool = False
     ) -> Predicted:
         family, examples = families.get(task_type), getattr(data, split).examples
-        size = self.params.batch_size
-        batches = [
-            [self._filled(family, e, None) for e in examples[i : i + size]] for i in range(0, len(examples), size)
-        ]
-        prompted = Prompted(
-            lm=load_lm(self.params.lm, device),
-            prefix=self.prefix(data, task_type, seed),
-            # disable=None: a bar only on a terminal (an NER cell generates for minutes), never in a CI log
-            batches=tqdm(batches, desc=self.params.name, unit="batch", leave=False, disable=None if progress else True),
-            template=self.params.template or family.default_template,
-            params=self.params,
-        )
-        return family.prompt_predict(prompted, getattr(data, split), data.labels)
+        # disable=None: a bar only on a terminal (an NER cell generates for minutes), never in a CI log
+        with tqdm(total=len(examples), desc=self.params.name, leave=False, disable=None if progress else True) as bar:
+            prompted = Prompted(
+                lm=load_lm(self.params.lm, device),
+                prefix=self.prefix(data, task_type, seed),
+                queries=[self.filled(family, example, None) for example in examples],
+                template=self.params.template or family.default_template,
+                params=self.params,
+                advance=bar.update,
+            )
+            return family.prompt_predict(prompted, getattr(data, split), data.labels)
 
 
 @methods.register("zero_shot")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Protocol
@@ -100,14 +101,15 @@ class Predicted:
 @dataclass
 class Prompted:
     """What a prompt baseline hands its task family to answer a split: the language model, the shared prefix
-    (instruction and demonstrations), the queries in batches (each cut just before its answer), the template,
-    and the method's prompt fields (verbalizers, type names, max_new_tokens)."""
+    (instruction and demonstrations), the queries (each cut just before its answer), the template, the method's
+    prompt fields (verbalizers, type names, max_new_tokens, batch_size) and a progress callback (queries done)."""
 
     lm: Any
     prefix: str
-    batches: Any  # an iterable of lists of query strings (a progress bar may wrap it)
+    queries: list[str]
     template: str
     params: Any
+    advance: Callable[[int], None] | None = None
 
 
 class TaskFamily(Protocol):

@@ -160,14 +160,20 @@ class ClassificationFamily:
         headline, as lm-evaluation-harness's ``acc``), and beside it per byte of the verbalizer (``acc_norm``)."""
         space = " " if prompted.template.split(self.answer_slot)[0].endswith(" ") else ""
         words = [space + w for w in verbalizers(labels, prompted.params.verbalizers)]
+        pairs = [(query, word) for query in prompted.queries for word in words]
+        advance = prompted.advance
+        scores = prompted.lm.score(
+            prompted.prefix,
+            pairs,
+            prompted.params.batch_size * len(words),
+            None if advance is None else lambda done: advance(done // len(words)),
+        )
         by_sum, by_byte = [], []
-        for queries in prompted.batches:
-            scores = prompted.lm.score(prompted.prefix, [(q, w) for q in queries for w in words])
-            for row in range(len(queries)):
-                mine = scores[row * len(words) : (row + 1) * len(words)]
-                normalised = [score / len(word.encode()) for score, word in zip(mine, words, strict=True)]
-                by_sum.append(max(range(len(words)), key=mine.__getitem__))  # ties: the first label
-                by_byte.append(max(range(len(words)), key=normalised.__getitem__))
+        for row in range(len(prompted.queries)):
+            mine = scores[row * len(words) : (row + 1) * len(words)]
+            normalised = [score / len(word.encode()) for score, word in zip(mine, words, strict=True)]
+            by_sum.append(max(range(len(words)), key=mine.__getitem__))  # ties: the first label
+            by_byte.append(max(range(len(words)), key=normalised.__getitem__))
         accuracy_norm = sum(p == g for p, g in zip(by_byte, split.gold, strict=True)) / max(len(split.gold), 1)
         return Predicted(by_sum, {"accuracy_norm": accuracy_norm})
 

@@ -195,9 +195,10 @@ class NerFamily:
         """The model lists the entities as ``text (type); …``; the answers are parsed back into IOB2 tags."""
         names = type_names(labels, prompted.params.type_names)
         types = {name.lower(): t for t, name in names.items()} | {t.lower(): t for t in names}
-        answers: list[str] = []
-        for queries in prompted.batches:
-            answers += prompted.lm.generate(prompted.prefix, queries, prompted.params.max_new_tokens)
+        params = prompted.params
+        answers = prompted.lm.generate(
+            prompted.prefix, prompted.queries, params.max_new_tokens, params.batch_size, prompted.advance
+        )
         tags = [parse_entities(a, e["tokens"], types) for a, e in zip(answers, split.examples, strict=True)]
         return Predicted(tags, {"generations": parse_rate(answers, tags)}, answers)
 
