@@ -18,26 +18,30 @@ from harness.tasks import families
 #   head 32·2+2 = 66  →  1,011,426.
 #   head for NER (9 tags): 32·9+9 = 297.
 #   LoRA r=8 on query and value: (8·32 + 32·8) = 512 per linear · 2 linears · 2 layers = 2,048.
+#   LoRA r=8 on every linear (all-linear, the default): per layer Q,K,V,O 4·512 + FFN in (8·32 + 64·8) = 768 + FFN
+#   out (8·64 + 32·8) = 768 → 3,584 · 2 layers = 7,168 (the encoder layers' linears: not the classifier's pooler).
 #   adapter, reduction 16 → bottleneck 2: down 2·32+2, up 32·2+32 = 162 per site; Pfeiffer 1 site per layer = 324,
 #   Houlsby 2 sites per layer = 648 plus every LayerNorm (embeddings + 2 per layer: 5·64 = 320).
 #   prompt tuning, 20 virtual tokens of width 32 = 640.
 HEAD_CLS, HEAD_NER = 66, 297
 EXPECTED = {
     ("full", "classification"): 1_011_426,
-    ("lora", "classification"): 2_048 + HEAD_CLS,
-    ("lora", "ner"): 2_048 + HEAD_NER,
+    ("lora target_modules=query,value", "classification"): 2_048 + HEAD_CLS,
+    ("lora", "classification"): 7_168 + HEAD_CLS,
+    ("lora", "ner"): 7_168 + HEAD_NER,
     ("adapter", "classification"): 648 + 320 + HEAD_CLS,
     ("adapter style=pfeiffer", "ner"): 324 + HEAD_NER,
     ("prompt_tuning", "classification"): 640 + HEAD_CLS,
     # routed, 4 experts per site: LoRA 4·2,048; Pfeiffer adapters 4·324 (the routers are parameter-free)
-    ("lora random", "classification"): 4 * 2_048 + HEAD_CLS,
+    ("lora random", "classification"): 4 * 7_168 + HEAD_CLS,
     ("adapter style=pfeiffer random", "ner"): 4 * 324 + HEAD_NER,
 }
 
 
 def method_params(spec: str):
     name, *fields = spec.split()
-    values = dict(f.split("=") for f in fields if "=" in f)
+    values: dict = dict(f.split("=") for f in fields if "=" in f)
+    values = {k: v.split(",") if "," in v else v for k, v in values.items()}
     return methods.get(name).Params.model_validate({"name": name, **values})
 
 
