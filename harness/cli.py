@@ -103,6 +103,10 @@ def run(
     ] = None,
     profile: ProfileOpt = None,
     seed: Annotated[list[int] | None, typer.Option(help="Run only this seed of the suite (repeatable).")] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only the cells whose label matches this glob, e.g. '*/lora/*' (repeatable)."),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Redo cells that are already done.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or per-cell lines (for CI).")] = False,
     save_weights: SaveWeightsOpt = False,
@@ -132,6 +136,7 @@ def run(
         options,
         profile=profile,
         seeds=seed,
+        only=only,
         out_dir=out_dir,
         report_dir=report_dir,
         tracking_uri=tracking_uri if tracking else "",

@@ -1,8 +1,9 @@
-"""`bench run` as one function: a suite file → its cells (of the chosen seeds) → run → report settings and the
-leaderboard of the cells that ran. The command line only parses, calls this and prints."""
+"""`bench run` as one function: a suite file → its cells (of the chosen seeds and labels) → run → report settings
+and the leaderboard of the cells that ran. The command line only parses, calls this and prints."""
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def run_suite(
     *,
     profile: str | None = None,
     seeds: list[int] | None = None,
+    only: list[str] | None = None,
     out_dir: Path | None = None,
     report_dir: Path | None = None,
     tracking_uri: str | None = None,
@@ -34,7 +36,7 @@ def run_suite(
         raise BenchError("--workers starts a local cluster, --scheduler uses a running one: give one of them")
     resolve_device(options.device)  # before anything is loaded; workers check again where they run
     suite = load_suite(suite_path)
-    cells = of_seeds(suite, expand(suite, suite_path, profile), seeds)
+    cells = matching(of_seeds(suite, expand(suite, suite_path, profile), seeds), only)
     results = out_dir or Path("results") / suite.name
     tracker = Tracker(None if tracking_uri == "" else (tracking_uri or default_uri(results)), results)
     summary = run_cells(cells, results, options, log=log, tracker=tracker)
@@ -53,3 +55,16 @@ def of_seeds(suite: Suite, cells: list[Cell], seeds: list[int] | None) -> list[C
     if unknown:
         raise BenchError(f"--seed {unknown[0]}: not a seed of suite {suite.name!r} (seeds: {suite.seeds})")
     return [c for c in cells if c.seed in seeds]
+
+
+def matching(cells: list[Cell], patterns: list[str] | None) -> list[Cell]:
+    """The cells whose label matches one of the ``--only`` globs (all when none is given); a glob that matches no
+    cell is an error, so a typo never runs an empty suite."""
+    if not patterns:
+        return cells
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(cell.label, pattern) for cell in cells):
+            raise BenchError(
+                f"--only {pattern!r}: matches none of the {len(cells)} cells (labels look like {cells[0].label})"
+            )
+    return [cell for cell in cells if any(fnmatch.fnmatchcase(cell.label, p) for p in patterns)]

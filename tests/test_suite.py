@@ -11,6 +11,7 @@ from harness.cell import Cell
 from harness.errors import BenchError
 from harness.expand import check_data, expand, load_suite
 from harness.specs import TrainConfig
+from harness.suite_run import matching
 from harness.tasks.base import TaskSpec
 
 from .conftest import REPO, SHARED_DATA, bench
@@ -254,3 +255,18 @@ def test_validate_prints_what_it_read(write):
     assert result.stderr.strip().splitlines() == [
         f"error: {path.parent / 'data' / 'test.tsv'}:2: label '7' does not occur in the training data (known: 0, 1)"
     ]
+
+
+def test_only_keeps_the_cells_whose_label_matches_and_a_glob_matching_nothing_is_an_error(write):
+    path = write("suite.yaml", GOOD.replace("methods: [full]", "methods: [full, lora]"))
+    cells = expand(load_suite(path), path)
+    assert [c.label for c in matching(cells, ["*/lora/*/seed2", "*/full/none/full/seed1"])] == [
+        "conll2003/tiny-bert/full/none/full/seed1",
+        "conll2003/tiny-bert/lora/none/full/seed2",
+    ]
+    assert matching(cells, None) == cells
+    with pytest.raises(BenchError) as caught:
+        matching(cells, ["*/lora/*", "*/lorra/*"])
+    assert str(caught.value) == (
+        "--only '*/lorra/*': matches none of the 4 cells (labels look like conll2003/tiny-bert/full/none/full/seed1)"
+    )
