@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from seqeval.metrics import f1_score
 
+from harness.agreement import agreement
 from harness.cell import Cell
 from harness.check import simulate
 from harness.leaderboard import leaderboards
@@ -330,6 +331,7 @@ def test_check_exits_2_on_a_malformed_baseline(tmp_path, content):
 TRAINING_SIDE = ("torch", "transformers", "peft", "datasets", "optuna", "mlflow", "seqeval")
 TRAINING_MODULES = ("harness.methods", "harness.routing", "harness.tasks", "harness.cell", "harness.specs")
 READING_MODULES = [
+    "harness.agreement",
     "harness.record",
     "harness.results",
     "harness.stats",
@@ -437,3 +439,24 @@ def test_the_summary_names_the_rows_beyond_noise_and_only_those():
     lines = summary(leaderboards(records)).splitlines()
     assert lines[0] == "sst2 best: full/none, accuracy 80.00 ± 0.27 (7 seeds)" and lines[1].endswith("(the best row)")
     assert lines[2] == "sst2 beyond noise (p Holm < 0.05): lora/none -10.00 (p 0.031); 1 other rows are not"
+
+
+def test_profile_agreement_counts_rank_correlation_and_names_the_swaps_beyond_noise():
+    """Default budget (3 seeds, sd 1 point each) against a full budget (1 seed). Means — default: full 80, lora 70,
+    adapter 75, prompt tuning 74.9; full: 90, 88, 86, 86.5. Ranks differ for lora, adapter: Spearman
+    1 − 6·8/(4·15) = 0.2; 3 concordant and 3 discordant pairs: Kendall 0. Swaps, noise √(1² + 1²) = 1.41: lora
+    over adapter (+2.0) and over prompt tuning (+1.5) are beyond it, prompt tuning over adapter (+0.5) is not."""
+    small_means = {"full": 0.80, "lora": 0.70, "adapter": 0.75, "prompt_tuning": 0.749}
+    full_means = {"full": 0.90, "lora": 0.88, "adapter": 0.86, "prompt_tuning": 0.865}
+    jitter = {1: 0.01, 2: 0.0, 3: -0.01}
+    small = [_record(m, s, mean + j) for m, mean in small_means.items() for s, j in jitter.items()]
+    full = [_record(m, 1, mean) for m, mean in full_means.items()]
+    (found,) = agreement(leaderboards(small), leaderboards(full))
+    assert (found.rows, found.spearman, found.kendall) == (4, pytest.approx(0.2), pytest.approx(0.0))
+    shown = [(s.ahead, s.behind, round(s.full_gap, 2), round(s.small_gap, 2), s.matters) for s in found.swaps]
+    assert shown == [
+        ("lora/none", "adapter/none", 2.0, -5.0, True),
+        ("lora/none", "prompt_tuning/none", 1.5, -4.9, True),
+        ("prompt_tuning/none", "adapter/none", 0.5, -0.1, False),
+    ]
+    assert found.swaps[0].noise == pytest.approx(2**0.5)

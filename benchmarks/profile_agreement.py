@@ -1,0 +1,43 @@
+"""Does the default profile order the rows as the full profile does? Reads two results folders of the same suite
+(the default profile's, and the full profile's, typically one seed: `bench run SUITE --profile full --seed 1
+--out results/<suite>-full --only ...`) and prints, per task, Spearman's and Kendall's rank correlation over the
+rows both ran and every pair whose order swaps, with the full profile's gap against the seed noise of a
+difference (a swap inside the noise does not change a conclusion).
+
+    .venv/bin/python benchmarks/profile_agreement.py results/ner results/ner-full
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.agreement import agreement
+from harness.leaderboard import leaderboards
+from harness.results import ResultStore
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("small", type=Path, help="results folder of the default (small) profile")
+    parser.add_argument("full", type=Path, help="results folder of the full profile")
+    args = parser.parse_args()
+    small, full = (leaderboards(ResultStore(folder).records()) for folder in (args.small, args.full))
+    for found in agreement(small, full):
+        print(
+            f"{found.task}: {found.rows} rows ran at both budgets; Spearman {found.spearman:.3f}, "
+            f"Kendall {found.kendall:.3f}; {len(found.swaps)} pairs swap"
+        )
+        if found.swaps:
+            print("| ahead at full | behind at full | full gap | default gap | seed noise | beyond noise |")
+            print("| --- | --- | --- | --- | --- | --- |")
+            for s in found.swaps:
+                print(
+                    f"| {s.ahead} | {s.behind} | {s.full_gap:+.2f} | {s.small_gap:+.2f} | {s.noise:.2f} | "
+                    f"{'yes' if s.matters else 'no'} |"
+                )
+        print()
+
+
+if __name__ == "__main__":
+    main()
