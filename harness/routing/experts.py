@@ -57,18 +57,15 @@ class ExpertRouting(Routing):
     def make_router(self, d_model: int) -> Router:
         raise NotImplementedError
 
-    def _block(self, bank: ExpertBank, d_model: int) -> RoutedBlock:
-        return RoutedBlock(bank, self.make_router(d_model), self.context, self.params.inference)
+    def _block(self, bank: ExpertBank) -> RoutedBlock:
+        """The bank behind a router that reads what its paths read (a LoRA pair on the FFN's second linear reads
+        the FFN's hidden width, not the model's)."""
+        return RoutedBlock(bank, self.make_router(bank.d_in), self.context, self.params.inference)
 
     def apply(self, model: nn.Module, paths: Paths | None) -> nn.Module:
-        d_model = model.config.hidden_size
-
-        def make(bank: ExpertBank) -> RoutedBlock:
-            return self._block(bank, d_model)
-
         if paths is None:  # the suite's compatibility check keeps this from happening
             raise BenchError(f"routing {self.params.strategy!r} needs a method with parallel paths")
-        self.blocks = paths.install(model, self.params.every, self.params.experts, make)
+        self.blocks = paths.install(model, self.params.every, self.params.experts, self._block)
         self.placement = paths.placement
         return RoutedModel(model, self.context)
 

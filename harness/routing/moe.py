@@ -53,6 +53,7 @@ class ExpertBank(nn.Module):
     """E parallel paths, one set of Parameters each: ``expert(e, x)``, ``merged(x)`` (averaged weights)."""
 
     n_experts: int
+    d_in: int  # the width of the input the paths read, which a learned router reads too
 
     def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -79,7 +80,7 @@ class FFNExperts(ExpertBank):
 
     def __init__(self, up: nn.Linear, down: nn.Linear, activation: nn.Module, n_experts: int) -> None:
         super().__init__()
-        self.n_experts = n_experts
+        self.n_experts, self.d_in = n_experts, up.in_features
         self.w_up, self.b_up = _copies(up.weight, n_experts), _copies(up.bias, n_experts)
         self.w_down, self.b_down = _copies(down.weight, n_experts), _copies(down.bias, n_experts)
         self.activation = activation

@@ -81,7 +81,7 @@ class AdapterExperts(ExpertBank):
 
     def __init__(self, d: int, reduction: int, n_experts: int, share_up: bool = False) -> None:
         super().__init__()
-        self.n_experts, bottleneck, n_up = n_experts, max(1, d // reduction), 1 if share_up else n_experts
+        self.n_experts, self.d_in, bottleneck, n_up = n_experts, d, max(1, d // reduction), 1 if share_up else n_experts
         self.down = nn.ParameterList(nn.Parameter(torch.randn(bottleneck, d) * d**-0.5) for _ in range(n_experts))
         self.down_bias = nn.ParameterList(nn.Parameter(torch.zeros(bottleneck)) for _ in range(n_experts))
         self.up = nn.ParameterList(nn.Parameter(torch.zeros(d, bottleneck)) for _ in range(n_up))
@@ -105,7 +105,7 @@ class LoRAExperts(ExpertBank):
 
     def __init__(self, d_in: int, d_out: int, rank: int, alpha: float, n_experts: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.n_experts, self.scaling, self.dropout = n_experts, alpha / rank, nn.Dropout(dropout)
+        self.n_experts, self.d_in, self.scaling, self.dropout = n_experts, d_in, alpha / rank, nn.Dropout(dropout)
         self.a = nn.ParameterList(nn.Parameter(torch.randn(rank, d_in) * d_in**-0.5) for _ in range(n_experts))
         self.b = nn.ParameterList(nn.Parameter(torch.zeros(d_out, rank)) for _ in range(n_experts))
 
