@@ -108,7 +108,8 @@ class Cell(Strict):
         return f"{self._row_label()}/{self.regime.path_part()}"
 
     def _row_label(self) -> str:
-        return f"{self.task.name}/{self.backbone}/{self.method.name}/{self.routing.strategy}"
+        searched = "+search" if self.search is not None else ""  # a searched row beside its hand-set twin
+        return f"{self.task.name}/{self.backbone}/{self.method.name}{searched}/{self.routing.strategy}"
 
     def row(self) -> Row:
         """The leaderboard row: the cell without its seed, its few-shot split (the two things seeds vary) and the

@@ -265,6 +265,10 @@ def test_only_keeps_the_cells_whose_label_matches_and_a_glob_matching_nothing_is
         "conll2003/tiny-bert/lora/none/full/seed2",
     ]
     assert matching(cells, None) == cells
+    sentiment = REPO / "suites" / "sentiment.yaml"  # a searched row and its hand-set twin: --only tells them apart
+    searched = expand(load_suite(sentiment), sentiment)
+    assert [c.search is None for c in matching(searched, ["*/lora/none/full/seed1"])] == [True]
+    assert [c.search is None for c in matching(searched, ["*/lora+search/none/full/seed1"])] == [False]
     with pytest.raises(BenchError) as caught:
         matching(cells, ["*/lora/*", "*/lorra/*"])
     assert str(caught.value) == (
