@@ -18,7 +18,7 @@ from harness.specs import REGIME_TAGS, TrainConfig
 from harness.suite import Suite
 from harness.tasks.base import TaskSpec
 from harness.tasks.data import check_task
-from harness.yaml_lines import describe_error, load_yaml
+from harness.yaml_lines import Loc, describe_error, dotted, line_of, load_yaml
 
 
 def load_suite(path: Path) -> Suite:
@@ -32,15 +32,33 @@ def load_suite(path: Path) -> Suite:
     except ValidationError as e:
         raise BenchError("\n".join(describe_error(err, path, data, lines, REGIME_TAGS) for err in e.errors())) from None
     problems = combination_problems(suite, path, lines) + search_problems(suite, path, lines)
+    problems += _profile_problems(suite, path, lines)
     if problems:
         raise BenchError("\n".join(problems))
     return suite
 
 
+def _profile_problems(suite: Suite, path: Path, lines: dict[Loc, int]) -> list[str]:
+    """A grid limited to a profile the suite does not define would silently never run."""
+    known = ", ".join(suite.profiles) or "none defined"
+    return [
+        f"{path}:{line_of(lines, loc)}: {dotted(loc)}: unknown profile {name!r} (profiles: {known})"
+        for i, grid in enumerate(suite.grids or [])
+        for j, name in enumerate(grid.profiles or [])
+        if name not in suite.profiles
+        for loc in [("grids", i, "profiles", j)]
+    ]
+
+
+def _profile_name(suite: Suite, profile: str | None) -> str | None:
+    if profile is None:
+        return "default" if "default" in suite.profiles else None
+    return profile
+
+
 def resolve_profile(suite: Suite, profile: str | None) -> TrainConfig:
     """The base ``train`` block with the named profile's fields laid over it (``default`` if defined)."""
-    if profile is None:
-        profile = "default" if "default" in suite.profiles else None
+    profile = _profile_name(suite, profile)
     if profile is None:
         return suite.train
     if profile not in suite.profiles:
@@ -62,12 +80,14 @@ def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[C
     """The union over grids of task × backbone × method × routing × regime × seed, in a stable order.
 
     A method without randomness (``majority``, ``zero_shot``) gets only the first seed; a few-shot regime
-    adds one cell per split seed.
+    adds one cell per split seed; a grid limited to other profiles adds nothing.
     """
-    base = resolve_profile(suite, profile)
+    base, name = resolve_profile(suite, profile), _profile_name(suite, profile)
     data_dir = str(data_dir_for(suite, suite_path))
     cells: dict[str, Cell] = {}
     for _, axes in suite.grid_axes():
+        if axes["profiles"] is not None and name not in axes["profiles"]:
+            continue
         for task, backbone, method, routing, regime in itertools.product(
             axes["tasks"], axes["backbones"], axes["methods"], axes["routing"], axes["regimes"]
         ):

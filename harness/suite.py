@@ -34,6 +34,7 @@ class Grid(Strict):
     regimes: _axis(Regime) | None = None
     seeds: _axis(int) | None = None
     search: Search | None = None  # replaces the suite's search for this grid's cells
+    profiles: _axis(Slug) | None = None  # this grid's cells exist only under these profiles (default: under all)
 
 
 class Suite(Strict):
@@ -68,14 +69,15 @@ class Suite(Strict):
         return data
 
     def grid_axes(self) -> list[tuple[tuple, dict[str, Any]]]:
-        """Each grid's location in the YAML, its resolved axes and its ``search`` (None: no search)."""
+        """Each grid's location in the YAML, its resolved axes, its ``search`` (None: no search) and the
+        ``profiles`` it is limited to (None: every profile)."""
         if self.grids is None:
-            return [((), {axis: getattr(self, axis) for axis in AXES} | {"search": self.search})]
+            return [((), {axis: getattr(self, axis) for axis in AXES} | {"search": self.search, "profiles": None})]
         return [
             (
                 ("grids", i),
                 {axis: getattr(grid, axis) or getattr(self, axis) for axis in AXES}
-                | {"search": grid.search or self.search},
+                | {"search": grid.search or self.search, "profiles": grid.profiles},
             )
             for i, grid in enumerate(self.grids)
         ]

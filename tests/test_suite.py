@@ -64,6 +64,11 @@ MISTAKES = [
     ("seeds: [1, 2]\nseeds: [3]", 8, ["duplicate key 'seeds'", "first given on line 7"]),
     ("regimes: [{shots: 0}]", 6, ["regimes[0].shots", "greater than 0"]),
     ("regimes: [{shots: 4, splits: [1]}]", 6, ["regimes[0].splits", "unknown field", "allowed: shots, split_seeds"]),
+    (
+        "seeds: [1, 2]\ngrids: [{methods: [full]}, {methods: [lora], profiles: [ful]}]",
+        8,
+        ["grids[1].profiles[0]", "unknown profile 'ful' (profiles: default, full)"],
+    ),
     # combinations that make no sense are rejected at the method's entry, naming the combination
     ("methods: [full, prompt_tuning]", 4, ["methods[1]", "supports classification tasks, not ner"]),
     (
@@ -255,6 +260,13 @@ def test_validate_prints_what_it_read(write):
     assert result.stderr.strip().splitlines() == [
         f"error: {path.parent / 'data' / 'test.tsv'}:2: label '7' does not occur in the training data (known: 0, 1)"
     ]
+
+
+def test_a_grid_limited_to_a_profile_adds_its_cells_under_that_profile_only(write):
+    path = write("suite.yaml", GOOD + "grids: [{methods: [full]}, {methods: [lora], profiles: [full]}]\n")
+    suite = load_suite(path)
+    assert {c.method.name for c in expand(suite, path)} == {"full"}  # no --profile: `default`
+    assert {c.method.name for c in expand(suite, path, "full")} == {"full", "lora"}
 
 
 def test_only_keeps_the_cells_whose_label_matches_and_a_glob_matching_nothing_is_an_error(write):
