@@ -65,8 +65,10 @@ class Cell(Strict):
             "regime": self.regime.identity(),
             "seed": self.seed,
         }
-        if self.trains:  # a baseline's numbers do not depend on training settings
+        if self.trains:
             fields["train"] = self.train.identity()
+        elif self.train.precision != "fp32":  # of the training settings, a baseline's numbers depend on this only
+            fields["precision"] = self.train.precision
         if self.search is not None:  # a searched cell is not the same experiment as a hand-set one
             fields["search"] = self.search.identity()
         return fields

@@ -208,7 +208,8 @@ def _predict(
     family = families.get(cell.task.type)
     total = method.total_params(compute.device)  # loads the LM first, so predict_seconds is prediction only
     started = time.perf_counter()
-    predicted = method.predict(data, cell.task.type, "test", cell.seed, compute.device, progress)
+    with compute.autocast():  # the suite's precision, as for training
+        predicted = method.predict(data, cell.task.type, "test", cell.seed, compute.device, progress)
     cost = {
         "trainable_params": 0,
         "total_params": total,

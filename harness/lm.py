@@ -107,25 +107,32 @@ class CausalLM:
         """log p(continuation | prefix + context) summed over the continuation's tokens, per pair.
 
         Context and continuation are encoded separately (as lm-evaluation-harness does), so the continuation's
-        tokens are exactly its own, whatever the tokenizer would merge across the boundary. Pairs are scored in
-        batches of similar length; only the logits that predict continuation tokens are computed.
+        tokens are exactly its own, whatever the tokenizer would merge across the boundary. A pair runs as its
+        context and its continuation but the last token, whose final ``len(continuation)`` logits predict the
+        continuation; pairs that share those tokens share the run, so one-token verbalizers after the same query
+        cost one forward pass, not one per label. Runs are batched by length; only the logits that predict
+        continuation tokens are computed.
         """
         encoded = [(self.encode(context), self.encode(continuation)) for context, continuation in pairs]
+        runs: dict[tuple[int, ...], list[int]] = {}  # the tokens a pair runs → the pairs that read its logits
+        for i, (context, continuation) in enumerate(encoded):
+            runs.setdefault(tuple(context + continuation[:-1]), []).append(i)
+        tokens, readers = list(runs), list(runs.values())
         scores = [0.0] * len(pairs)
-        for rows in _by_length([len(c) + len(k) for c, k in encoded], batch_size):
-            length, shared = self._prefix(prefix, len(rows))
-            ids, mask, positions = self._left_padded([encoded[i][0] + encoded[i][1] for i in rows], length)
-            keep = max(len(encoded[i][1]) for i in rows) + 1  # rows end together: their answers are at the end
+        for batch in _by_length([len(t) for t in tokens], batch_size):
+            length, shared = self._prefix(prefix, len(batch))
+            ids, mask, positions = self._left_padded([list(tokens[r]) for r in batch], length)
+            keep = max(len(encoded[i][1]) for r in batch for i in readers[r])  # runs end together, answers last
             with torch.inference_mode():
                 out = self.model(ids, attention_mask=mask, position_ids=positions, cache=shared, logits_to_keep=keep)
             log_probs = out.logits.float().log_softmax(-1).cpu()
-            for row, i in enumerate(rows):
-                continuation = torch.tensor(encoded[i][1])
-                # the logits at position t predict token t + 1: the last len(continuation) + 1 positions but one
-                predicted = log_probs[row, keep - 1 - len(continuation) : keep - 1]
-                scores[i] = float(predicted.gather(1, continuation.unsqueeze(1)).sum())
+            for row, r in enumerate(batch):
+                for i in readers[r]:
+                    continuation = torch.tensor(encoded[i][1], dtype=torch.long)
+                    predicted = log_probs[row, keep - len(continuation) :]
+                    scores[i] = float(predicted.gather(1, continuation.unsqueeze(1)).sum())
             if advance is not None:
-                advance(len(rows))
+                advance(sum(len(readers[r]) for r in batch))
         return scores
 
     def _stop_ids(self, stop: str) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 
 from harness.device import Compute, resolve_device
 from harness.expand import expand, load_suite
+from harness.methods.majority import MajorityParams
 from harness.results import ResultStore
 from harness.routing import routers
 from harness.runner import RunOptions, run_cells
@@ -64,6 +65,20 @@ def test_a_reduced_precision_cell_trains_on_cpu_and_is_its_own_cell(toy, tmp_pat
     assert record.config["train"]["precision"] == precision
     assert record.metrics.test["f1"] > 0.9  # the toy task is learnt in reduced precision too
     assert record.env["device"].startswith("cpu (")
+
+
+def test_a_baseline_cell_is_keyed_by_precision_and_by_no_other_training_setting(toy):
+    """Prompt baselines run in the suite's precision, so a bf16 zero-shot row is not the fp32 one; the learning
+    rate does not touch a baseline, so it must not split its cell."""
+    path = toy()
+    cell = expand(load_suite(path), path)[0].model_copy(update={"method": MajorityParams()})
+    assert not cell.trains
+
+    def train(**update):
+        return cell.model_copy(update={"train": cell.train.model_copy(update=update)}).config_hash
+
+    assert train(lr=1.0) == cell.config_hash
+    assert train(precision="bf16") != cell.config_hash
 
 
 @pytest.mark.parametrize(

@@ -125,12 +125,21 @@ def tiny_lm() -> CausalLM:
 
 
 def test_causal_lm_score_with_a_shared_prefix_equals_scoring_the_whole_text():
-    """The prefix is encoded once and its cache reused per row, rows are batched by length and padded on the left;
-    the sums must equal plain full-text scoring, whatever the batch size."""
+    """The prefix is encoded once and its cache reused per row, rows are batched by length and padded on the left,
+    one-token continuations of the same context share a row; the sums must equal plain full-text scoring, whatever
+    the batch size."""
     lm = tiny_lm()
     prefix = "a review follows ."
     pairs = [("it was", " great"), ("it was really quite", " bad and dull"), ("so", " bad"), ("it was", " fine")]
+    rows = []  # the rows of every forward pass
+
+    def count(_module, args, kwargs):
+        rows.append(len(args[0] if args else kwargs["input_ids"]))
+
+    hook = lm.model.register_forward_pre_hook(count, with_kwargs=True)
     got = lm.score(prefix, pairs, batch_size=3)
+    hook.remove()
+    assert sum(rows) == 1 + 3  # the prefix once, then "it was" (great, fine), "it was really quite bad and", "so"
     assert lm.score(prefix, pairs[::-1], batch_size=2) == pytest.approx(got[::-1], abs=1e-5)
     for (context, continuation), score in zip(pairs, got, strict=True):
         head = lm.encode(prefix) + lm.encode(context)
