@@ -48,10 +48,16 @@ def validate(suite: SuiteArg, profile: ProfileOpt = None) -> None:
     labels, carved validation and few-shot samples); print what was read and the number of cells."""
     from harness.expand import check_data
 
-    _, cells = _load(suite, profile)
+    loaded, cells = _load(suite, profile)
     for line in check_data(cells):
         out.print(line, markup=False, highlight=False, soft_wrap=True)
-    out.print(f"{suite}: ok, {len(cells)} cells", soft_wrap=True)
+    plan = loaded.plan
+    adaptive = (
+        f" at most; {sum(c.seed <= plan.min for c in cells)} run seeds 1-{plan.min}, the rest only while undecided"
+        if plan
+        else ""
+    )
+    out.print(f"{suite}: ok, {len(cells)} cells{adaptive}", soft_wrap=True)
 
 
 @app.command("list")

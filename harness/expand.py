@@ -33,6 +33,8 @@ def load_suite(path: Path) -> Suite:
         raise BenchError("\n".join(describe_error(err, path, data, lines, REGIME_TAGS) for err in e.errors())) from None
     problems = combination_problems(suite, path, lines) + search_problems(suite, path, lines)
     problems += _profile_problems(suite, path, lines)
+    if not problems:
+        problems += _hypothesis_problems(suite, path, lines)
     if problems:
         raise BenchError("\n".join(problems))
     return suite
@@ -48,6 +50,29 @@ def _profile_problems(suite: Suite, path: Path, lines: dict[Loc, int]) -> list[s
         if name not in suite.profiles
         for loc in [("grids", i, "profiles", j)]
     ]
+
+
+def _hypothesis_problems(suite: Suite, path: Path, lines: dict[Loc, int]) -> list[str]:
+    """Each side of a hypothesis must name one row of some task under some profile, and never two of one task."""
+    rows = defaultdict(dict)  # (profile, task) → row key → the row's column labels
+    for profile in [None, *suite.profiles]:
+        for cell in expand(suite, path, profile):
+            row = cell.row()
+            shown = row.model_dump(include={"backbone", "method", "routing", "inference", "regime"})
+            rows[profile, row.task][row.key] = shown | {"tuning": "-" if cell.search is None else "search"}
+    problems = []
+    for i, hypothesis in enumerate(suite.report.hypotheses):
+        for side in ("a", "b"):
+            ref = getattr(hypothesis, side)
+            picked = {where: [r for r in found.values() if ref.picks(r)] for where, found in rows.items()}
+            where = f"{path}:{line_of(lines, ('report', 'hypotheses', i, side))}: report.hypotheses[{i}].{side}"
+            if not any(picked.values()):
+                problems.append(f"{where}: {ref} matches no row of the suite")
+            many = {task: matched for (_, task), matched in picked.items() if len(matched) > 1}
+            for task, matched in many.items():
+                shown = "; ".join(f"{r['method']}/{r['routing']}/{r['inference']}/{r['regime']}" for r in matched)
+                problems.append(f"{where}: {ref} matches {len(matched)} rows of {task} ({shown}): name more columns")
+    return problems
 
 
 def _profile_name(suite: Suite, profile: str | None) -> str | None:

@@ -20,6 +20,7 @@ from harness.results import to_frame
 from harness.stats import holm, seed_permutation_p, smallest_p, t_interval
 
 AXES = ["backbone", "method", "routing", "inference", "regime", "tuning"]
+ROUTER_METRICS = ("load_entropy", "busiest_expert_share")
 # column -> which value is best; the best is marked in every rendering
 RANKED = {
     "test": "max",
@@ -83,6 +84,10 @@ def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
         "load_entropy": done["load_entropy"].mean(),
         "collapsed": bool(done["collapsed"].fillna(False).astype(bool).any()),
         "by_unit": dict(zip(done.loc[test.index, "unit"], test, strict=True)),  # (seed, split): the test's pairs
+        "routing_by_unit": {  # what a hypothesis about the router compares, per (seed, split)
+            column: dict(zip(done["unit"], done[column], strict=True)) for column in ROUTER_METRICS
+        },
+        "keys": sorted(set(cell["key"])),  # the records' row keys: which cells more seeds of this row would be
     }
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from harness.atomic import remove_temporaries, write_text_atomic
 from harness.faults import stop_point
+from harness.findings import Finding, finding_line, findings, findings_table, level, note, seeds_table
 from harness.leaderboard import leaderboards, rendered
 from harness.record import Record
 from harness.report_html import render_html
@@ -42,13 +43,34 @@ def write_report(records: list[Record], out: Path, settings: ReportSettings | No
         sections.append(f"## {task}\n\n{shown.to_markdown(index=False)}\n")
         body = rendered(table, _latex_escape, (r"\textbf{", "}"))
         latex.append(f"% {task}\n" + body.to_latex(index=False, escape=False, column_format="l" * body.shape[1]))
+    settings = settings or ReportSettings()
+    found = findings(tables, settings)
+    extra = _extra_sections(tables, settings, found)
+    sections += [f"## {title}\n\n{text}\n\n{table.to_markdown(index=False)}\n" for title, text, table in extra]
     md, csv, tex = out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.tex"
     write_text_atomic(md, "\n".join(sections))
     stop_point("report")
     write_text_atomic(tex, "\n".join(latex))
-    raw = [t.drop(columns=["by_unit"]).assign(task=task) for task, t in tables.items()]
+    raw = [t.drop(columns=["by_unit", "routing_by_unit", "keys"]).assign(task=task) for task, t in tables.items()]
     write_text_atomic(csv, (pd.concat(raw) if raw else pd.DataFrame()).to_csv(index=False))
     html, brief = out / "index.html", out / "summary.txt"
-    write_text_atomic(html, render_html(suite, records, tables, out))
-    write_text_atomic(brief, summary(tables))
+    write_text_atomic(html, render_html(suite, records, tables, out, extra))
+    write_text_atomic(brief, summary(tables) + "".join(finding_line(f) + "\n" for f in found))
     return [md, csv, tex, html, brief]
+
+
+def _extra_sections(
+    tables: dict[str, pd.DataFrame], settings: ReportSettings, found: list[Finding]
+) -> list[tuple[str, str, pd.DataFrame]]:
+    """The findings (when the suite states hypotheses) and the seeds each row took (when its seeds are adaptive)."""
+    extra = []
+    if found:
+        extra.append(("Findings", note(settings), findings_table(found)))
+    if settings.plan is not None:
+        why = (
+            "a row got another seed while a comparison it is part of (the hypotheses, else each row against the "
+            "baseline: decided when the interval of the difference excludes 0, or lies within ±margin) was undecided; "
+            f"each look reads the paired t interval of the per-seed difference at confidence {level(settings)}"
+        )
+        extra.append(("Seeds", why, seeds_table(tables, settings)))
+    return extra

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
@@ -29,6 +30,7 @@ th, td { border-bottom: 1px solid #ddd; padding: 3px 6px; text-align: right; whi
 th { white-space: normal; vertical-align: bottom; }
 th { background: #f3f3f3; }
 td:nth-child(-n+7), th:nth-child(-n+7) { text-align: left; }
+.findings td, .findings th { text-align: left; white-space: normal; }
 b { color: #0a5; }
 figure { margin: 1em 0 2em; } figcaption { font-size: 13px; color: #555; }
 img { max-width: 100%; }
@@ -44,6 +46,10 @@ in <b>bold green</b>. {{ records }} records.</p>
 {% for task, lines, table in tables %}<h2>{{ task }}</h2>
 <ul class="summary">{% for line in lines %}<li>{{ line }}</li>{% endfor %}</ul>
 <div class="scroll">{{ table }}</div>
+{% endfor %}
+{% for title, text, table in extra %}<h2>{{ title }}</h2>
+<p>{{ text }}</p>
+<div class="scroll findings">{{ table }}</div>
 {% endfor %}
 {% for title, caption, image in figures %}<figure><h2>{{ title }}</h2>
 <img alt="{{ title }}" src="data:image/png;base64,{{ image }}"><figcaption>{{ caption }}</figcaption></figure>
@@ -61,7 +67,14 @@ def _png(figure: plt.Figure, path: Path) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def render_html(suite: str, records: list[Record], tables: dict[str, pd.DataFrame], out: Path) -> str:
+def render_html(
+    suite: str,
+    records: list[Record],
+    tables: dict[str, pd.DataFrame],
+    out: Path,
+    extra: Sequence[tuple[str, str, pd.DataFrame]] = (),
+) -> str:
+    """The page; ``extra``: sections (title, note, table of text cells) after the leaderboards."""
     drawn = [
         ("Score against trainable parameters", "the red steps are the Pareto front", plots.pareto(tables)),
         ("Few-shot regimes", "mean ± sd over seeds per k; dots are single seeds", plots.few_shot(records)),
@@ -81,4 +94,8 @@ def render_html(suite: str, records: list[Record], tables: dict[str, pd.DataFram
         )
         for task, table in tables.items()
     ]
-    return PAGE.render(suite=html.escape(suite), tables=shown, figures=figures, records=len(records))
+    sections = [
+        (html.escape(title), html.escape(text), table.to_html(index=False, escape=True, border=0))
+        for title, text, table in extra
+    ]
+    return PAGE.render(suite=html.escape(suite), tables=shown, extra=sections, figures=figures, records=len(records))

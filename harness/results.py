@@ -126,7 +126,7 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
     rows = []
     for r in records:
         rows.append(
-            r.row.model_dump(exclude={"key", "label"})
+            r.row.model_dump(exclude={"label"})
             | {
                 "suite": r.suite,
                 "config_hash": r.config_hash,
@@ -140,6 +140,7 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "tokens_per_second": r.cost.tokens_per_second,
                 "peak_rss_mb": r.cost.peak_rss_mb,
                 "load_entropy": r.routing_stats.load_entropy,
+                "busiest_expert_share": r.routing_stats.busiest_expert_share,
                 "collapsed": r.routing_stats.collapsed,
                 "error": r.error,
             }

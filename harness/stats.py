@@ -84,3 +84,22 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(order) - rank) * p[i]))
         adjusted[i] = running
     return adjusted.tolist()
+
+
+def difference_interval(
+    a: Sequence[float], b: Sequence[float], paired: bool, confidence: float
+) -> tuple[float, float, float, float]:
+    """The mean difference a − b with its t interval at ``confidence`` and the two-sided t test's p: over the
+    per-seed differences when paired (``a[i]`` and ``b[i]`` ran the same seed), else Welch's. NaNs when a side has
+    fewer than two values; a zero-spread difference is its own interval (p 0 unless it is 0)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if min(len(a), len(b)) < 2:
+        return (float("nan"),) * 4
+    d = a - b if paired else None
+    mean = float(d.mean()) if paired else float(a.mean() - b.mean())
+    spread = d.std(ddof=1) if paired else np.hypot(a.std(ddof=1), b.std(ddof=1))
+    if spread == 0:
+        return mean, mean, mean, float(mean == 0)
+    test = stats.ttest_rel(a, b) if paired else stats.ttest_ind(a, b, equal_var=False)
+    interval = test.confidence_interval(confidence)
+    return mean, float(interval.low), float(interval.high), float(test.pvalue)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
-from harness.report_settings import ReportSettings
+from harness.report_settings import ReportSettings, SeedPlan
 from harness.schema import Strict
 from harness.search_space import Search
 from harness.specs import Backbone, MethodSpec, Profile, Regime, RoutingSpec, TaskRef, TrainConfig, unique
@@ -22,6 +22,11 @@ def _axis(item: Any, default: list | None = None) -> Any:
 
 
 AXES = ("tasks", "backbones", "methods", "routing", "regimes", "seeds")
+
+
+def seed_values(seeds: list[int] | SeedPlan) -> list[int]:
+    """The seeds an axis can run: a plan's 1..max (which of them do run is ``adaptive``'s call)."""
+    return seeds.seeds if isinstance(seeds, SeedPlan) else seeds
 
 
 class Grid(Strict):
@@ -45,7 +50,7 @@ class Suite(Strict):
     methods: _axis(MethodSpec, ["full"])
     routing: _axis(RoutingSpec, ["none"])
     regimes: _axis(Regime, ["full"])
-    seeds: _axis(int)
+    seeds: _axis(int) | SeedPlan  # {min, max}: adaptive (``adaptive``); grids may still list their own
     # Cells are the union of every grid's cross product (the top-level axes fill what a grid leaves out);
     # without grids, the top level is the one grid. Grids let methods that do not mix (routing with a prompt
     # baseline) share a suite and a leaderboard.
@@ -68,16 +73,31 @@ class Suite(Strict):
                 grid["tasks"] = [defined.get(t, t) if isinstance(t, str) else t for t in grid["tasks"]]
         return data
 
+    @model_validator(mode="after")
+    def _report_plan_comes_from_seeds(self) -> Suite:
+        if self.report.plan is not None:
+            raise ValueError("report.plan is written by bench run: give seeds: {min, max} instead")
+        names = [h.name for h in self.report.hypotheses]
+        if len(set(names)) != len(names):
+            raise ValueError(f"report.hypotheses: names must be unique ({', '.join(names)})")
+        return self
+
+    @property
+    def plan(self) -> SeedPlan | None:
+        return self.seeds if isinstance(self.seeds, SeedPlan) else None
+
     def grid_axes(self) -> list[tuple[tuple, dict[str, Any]]]:
         """Each grid's location in the YAML, its resolved axes, its ``search`` (None: no search) and the
         ``profiles`` it is limited to (None: every profile)."""
         if self.grids is None:
-            return [((), {axis: getattr(self, axis) for axis in AXES} | {"search": self.search, "profiles": None})]
+            axes = {axis: getattr(self, axis) for axis in AXES} | {"search": self.search, "profiles": None}
+            return [((), axes | {"seeds": seed_values(self.seeds)})]
         return [
             (
                 ("grids", i),
                 {axis: getattr(grid, axis) or getattr(self, axis) for axis in AXES}
-                | {"search": grid.search or self.search, "profiles": grid.profiles},
+                | {"search": grid.search or self.search, "profiles": grid.profiles}
+                | {"seeds": seed_values(grid.seeds or self.seeds)},
             )
             for i, grid in enumerate(self.grids)
         ]

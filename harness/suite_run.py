@@ -7,6 +7,7 @@ import fnmatch
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.adaptive import run_adaptive
 from harness.cell import Cell
 from harness.device import resolve_device
 from harness.errors import BenchError
@@ -14,7 +15,7 @@ from harness.expand import expand, load_suite
 from harness.report import write_report
 from harness.results import ResultStore
 from harness.runner import RunOptions, RunSummary, run_cells
-from harness.suite import Suite
+from harness.suite import Suite, seed_values
 from harness.tracking import Tracker, default_uri
 
 
@@ -39,21 +40,26 @@ def run_suite(
     cells = matching(of_seeds(suite, expand(suite, suite_path, profile), seeds), only)
     results = out_dir or Path("results") / suite.name
     tracker = Tracker(None if tracking_uri == "" else (tracking_uri or default_uri(results)), results)
-    summary = run_cells(cells, results, options, log=log, tracker=tracker)
+    settings, store = suite.report.model_copy(update={"plan": suite.plan}), ResultStore(results)
+
+    def run(batch: list[Cell]) -> RunSummary:
+        return run_cells(batch, results, options, log=log, tracker=tracker)
+
+    adaptive = suite.plan is not None and not seeds  # `--seed n` runs the seeds it names, decided or not
+    summary = run_adaptive(cells, settings, store, run, log) if adaptive else run(cells)
     ran = set(summary.hashes)  # not records left in the folder by an earlier version of the suite
-    store = ResultStore(results)
-    store.write_settings(suite.report)
+    store.write_settings(settings)
     records = [r for r in store.records() if r.config_hash in ran]
-    return summary, write_report(records, report_dir or Path("report") / suite.name, suite.report), results
+    return summary, write_report(records, report_dir or Path("report") / suite.name, settings), results
 
 
 def of_seeds(suite: Suite, cells: list[Cell], seeds: list[int] | None) -> list[Cell]:
     """The cells of ``--seed`` (all when none is given); a seed the suite does not have is an error."""
     if not seeds:
         return cells
-    unknown = sorted(set(seeds) - set(suite.seeds))
+    unknown = sorted(set(seeds) - set(seed_values(suite.seeds)))
     if unknown:
-        raise BenchError(f"--seed {unknown[0]}: not a seed of suite {suite.name!r} (seeds: {suite.seeds})")
+        raise BenchError(f"--seed {unknown[0]}: not a seed of suite {suite.name!r} (seeds: {seed_values(suite.seeds)})")
     return [c for c in cells if c.seed in seeds]
 
 
