@@ -149,7 +149,8 @@ def test_adaptive_seeds_stop_a_decided_row_and_extend_an_undecided_one(tmp_path,
 
 
 def test_adaptive_seeds_resume_after_a_kill_with_the_same_decisions(tmp_path, write):
-    """Killed after 10 records (between the two cells of seed 4), then run again: the same cells end up done, none twice."""
+    """Killed after 10 records (between the two cells of seed 4), then run again: the same cells end up done, none
+    twice."""
     whole, _ = _adaptive(tmp_path, write, "whole")
     with pytest.raises(KeyboardInterrupt):
         _adaptive(tmp_path, write, "killed", kill_after=10)

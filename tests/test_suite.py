@@ -177,7 +177,9 @@ def test_config_hash_covers_results_not_paths_or_names(write, monkeypatch):
     assert expand(load_suite(changed), changed)[0].config_hash != a.config_hash
 
 
-@pytest.mark.parametrize("suite", sorted(p.name for p in (REPO / "suites").glob("*.yaml")))
+@pytest.mark.parametrize(
+    "suite", sorted(str(p.relative_to(REPO / "suites")) for p in (REPO / "suites").rglob("*.yaml"))
+)
 def test_every_shipped_suite_validates(suite):
     """Its schema and, when the real data is present, every data file and sample its cells will read."""
     path = Path(REPO / "suites" / suite)
