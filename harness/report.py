@@ -46,7 +46,10 @@ def write_report(records: list[Record], out: Path, settings: ReportSettings | No
     settings = settings or ReportSettings()
     found = findings(tables, settings)
     extra = _extra_sections(tables, settings, found)
-    sections += [f"## {title}\n\n{text}\n\n{table.to_markdown(index=False)}\n" for title, text, table in extra]
+    sections += [
+        f"## {title}\n\n{text}\n\n{table.to_markdown(index=False, disable_numparse=True)}\n"
+        for title, text, table in extra
+    ]
     md, csv, tex = out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.tex"
     write_text_atomic(md, "\n".join(sections))
     stop_point("report")
