@@ -25,7 +25,7 @@ run: setup
 	$(BIN)/bench run $(SUITE)
 
 test: setup
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q --durations=12
 	$(BIN)/ruff check .
 
 lint: setup

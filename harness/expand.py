@@ -15,7 +15,7 @@ from harness.compatibility import combination_problems, search_problems
 from harness.errors import BenchError
 from harness.methods import methods
 from harness.specs import REGIME_TAGS, TrainConfig
-from harness.suite import Suite
+from harness.suite import SEED_TAGS, Suite
 from harness.tasks.base import TaskSpec
 from harness.tasks.data import check_task
 from harness.yaml_lines import Loc, describe_error, dotted, line_of, load_yaml
@@ -30,7 +30,8 @@ def load_suite(path: Path) -> Suite:
     try:
         suite = Suite.model_validate(data)
     except ValidationError as e:
-        raise BenchError("\n".join(describe_error(err, path, data, lines, REGIME_TAGS) for err in e.errors())) from None
+        tags = REGIME_TAGS + SEED_TAGS
+        raise BenchError("\n".join(describe_error(err, path, data, lines, tags) for err in e.errors())) from None
     problems = combination_problems(suite, path, lines) + search_problems(suite, path, lines)
     problems += _profile_problems(suite, path, lines)
     if not problems:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
 from harness.report_settings import ReportSettings, SeedPlan
 from harness.schema import Strict
@@ -22,6 +22,17 @@ def _axis(item: Any, default: list | None = None) -> Any:
 
 
 AXES = ("tasks", "backbones", "methods", "routing", "regimes", "seeds")
+SEED_TAGS = ("seeds:list", "seeds:plan")
+
+
+def _seed_kind(value: Any) -> str:
+    """A mapping is a plan; anything else is checked as a list (so a bad list gets the list's error alone)."""
+    return SEED_TAGS[1] if isinstance(value, dict | SeedPlan) else SEED_TAGS[0]
+
+
+Seeds = Annotated[
+    Annotated[_axis(int), Tag(SEED_TAGS[0])] | Annotated[SeedPlan, Tag(SEED_TAGS[1])], Discriminator(_seed_kind)
+]
 
 
 def seed_values(seeds: list[int] | SeedPlan) -> list[int]:
@@ -50,7 +61,7 @@ class Suite(Strict):
     methods: _axis(MethodSpec, ["full"])
     routing: _axis(RoutingSpec, ["none"])
     regimes: _axis(Regime, ["full"])
-    seeds: _axis(int) | SeedPlan  # {min, max}: adaptive (``adaptive``); grids may still list their own
+    seeds: Seeds  # {min, max}: adaptive (``adaptive``); grids may still list their own
     # Cells are the union of every grid's cross product (the top-level axes fill what a grid leaves out);
     # without grids, the top level is the one grid. Grids let methods that do not mix (routing with a prompt
     # baseline) share a suite and a leaderboard.

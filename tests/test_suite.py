@@ -280,7 +280,7 @@ def test_only_keeps_the_cells_whose_label_matches_and_a_glob_matching_nothing_is
     ]
     assert matching(cells, None) == cells
     sentiment = REPO / "suites" / "sentiment.yaml"  # a searched row and its hand-set twin: --only tells them apart
-    searched = expand(load_suite(sentiment), sentiment)
+    searched = expand(load_suite(sentiment), sentiment, "full")
     assert [c.search is None for c in matching(searched, ["*/lora/none/full/seed1"])] == [True]
     assert [c.search is None for c in matching(searched, ["*/lora+search/none/full/seed1"])] == [False]
     with pytest.raises(BenchError) as caught:
