@@ -105,7 +105,7 @@ def run(
     suite: SuiteArg,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Results folder (default: results/<suite>).")] = None,
     report_dir: Annotated[
-        Path | None, typer.Option("--report", help="Report folder (default: report/<suite>).")
+        Path | None, typer.Option("--report", help="Report folder (default: report/<name of the results folder>).")
     ] = None,
     profile: ProfileOpt = None,
     seed: Annotated[list[int] | None, typer.Option(help="Run only this seed of the suite (repeatable).")] = None,
@@ -174,13 +174,13 @@ def _stored(results: Path):
 @app.command()
 def report(
     results: ResultsArg,
-    to: Annotated[Path | None, typer.Option(help="Report folder (default: report/<suite>).")] = None,
+    to: Annotated[Path | None, typer.Option(help="Report folder (default: report/<name of RESULTS>).")] = None,
 ) -> None:
     """Write the report of a results folder (Markdown, CSV, LaTeX, HTML with plots) and print its Markdown."""
-    from harness.report import write_report
+    from harness.report import default_report_dir, write_report
 
     store, records = _stored(results)
-    paths = write_report(records, to or Path("report") / records[0].suite, store.settings())
+    paths = write_report(records, to or default_report_dir(results), store.settings())
     _print_report(paths, f"report in {paths[0].parent}: {', '.join(p.name for p in paths)}")
 
 

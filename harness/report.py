@@ -23,6 +23,12 @@ def _latex_escape(text: str) -> str:
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("<", r"$<$")
 
 
+def default_report_dir(results: Path) -> Path:
+    """``report/<the results folder's name>``: results/ner → report/ner; a run into ``--out results/ner-full``
+    reports to report/ner-full, so a partial run kept apart never overwrites the suite's own report."""
+    return Path("report") / results.resolve().name
+
+
 def write_report(records: list[Record], out: Path, settings: ReportSettings | None = None) -> list[Path]:
     """``leaderboard.md``, ``.csv``, ``.tex``, ``index.html`` (self-contained, plots embedded) and ``summary.txt``
     (best row, baseline, rows beyond noise) under ``out``."""

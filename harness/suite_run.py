@@ -12,7 +12,7 @@ from harness.cell import Cell
 from harness.device import resolve_device
 from harness.errors import BenchError
 from harness.expand import expand, load_suite
-from harness.report import write_report
+from harness.report import default_report_dir, write_report
 from harness.results import ResultStore
 from harness.runner import RunOptions, RunSummary, run_cells
 from harness.suite import Suite, seed_values
@@ -50,7 +50,7 @@ def run_suite(
     ran = set(summary.hashes)  # not records left in the folder by an earlier version of the suite
     store.write_settings(settings)
     records = [r for r in store.records() if r.config_hash in ran]
-    return summary, write_report(records, report_dir or Path("report") / suite.name, settings), results
+    return summary, write_report(records, report_dir or default_report_dir(results), settings), results
 
 
 def of_seeds(suite: Suite, cells: list[Cell], seeds: list[int] | None) -> list[Cell]:

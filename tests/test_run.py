@@ -118,8 +118,11 @@ def test_smoke_suite_end_to_end_and_report(smoke_serial, tmp_path):
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / "leaderboard.md").read_text() == md
 
-    rerun = bench("run", "suites/smoke.yaml", "--out", str(out), "--report", str(tmp_path / "rerun"))
+    # without --report, the report goes to report/<name of the results folder>, never over the suite's own
+    rerun = bench("run", str(REPO / "suites/smoke.yaml"), "--out", str(out), cwd=tmp_path)
     assert rerun.returncode == 0 and rerun.stderr.count("done earlier, skipped") == 6
+    assert (tmp_path / "report" / out.name / "leaderboard.md").read_text() == md
+    assert not (tmp_path / "report" / "smoke").exists()
 
 
 def test_report_of_a_folder_without_records_is_a_clear_error(tmp_path):
