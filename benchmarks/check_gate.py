@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.check import read_baseline, row_level, simulate
+from harness.analysis.check import read_baseline, row_level, simulate
 
 
 def main() -> None:

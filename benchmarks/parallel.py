@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from harness.expand import expand, load_suite
-from harness.results import ResultStore
-from harness.runner import RunOptions, run_cells
-from harness.tracking import Tracker, default_uri
+from harness.records.store import ResultStore
+from harness.run.runner import RunOptions, run_cells
+from harness.run.tracking import Tracker, default_uri
+from harness.suite.expand import expand, load_suite
 
 
 def _run(cells: list, out: Path, options: RunOptions) -> tuple[float, float]:

@@ -13,8 +13,8 @@ import argparse
 import statistics
 from pathlib import Path
 
-from harness.execute import run_cell
-from harness.expand import expand, load_suite
+from harness.run.execute import run_cell
+from harness.suite.expand import expand, load_suite
 
 PRECISIONS = ("fp32", "bf16")
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.agreement import agreement
-from harness.leaderboard import leaderboards
-from harness.results import ResultStore
+from harness.analysis.agreement import agreement
+from harness.analysis.leaderboard import leaderboards
+from harness.records.store import ResultStore
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ from types import SimpleNamespace
 
 import torch
 
-from harness.lm import CausalLM, load_lm
 from harness.methods.prompting import InContext, PromptParams
+from harness.models.language_models import CausalLM, load_lm
 from harness.tasks import builtin_tasks, families
 from harness.tasks.data import read_task
 

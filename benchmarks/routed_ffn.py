@@ -20,11 +20,11 @@ from torch import nn
 from transformers import MixtralConfig
 from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
 
-from harness.device import describe_device, resolve_device
 from harness.routing.context import RoutingContext
 from harness.routing.learned import LearnedRouter
 from harness.routing.moe import FFNExperts, RoutedBlock
 from harness.routing.random import RandomRouter
+from harness.run.device import describe_device, resolve_device
 
 HIDDEN, FFN, BATCH, SEQ = 384, 1536, 32, 128
 

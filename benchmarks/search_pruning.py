@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.expand import expand, load_suite
-from harness.study import run_search, search_outcome
-from harness.tracking import Tracker
+from harness.run.study import run_search, search_outcome
+from harness.run.tracking import Tracker
+from harness.suite.expand import expand, load_suite
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
-from harness.execute import run_cell, seed_everything
-from harness.expand import expand, load_suite
 from harness.methods import build_method
-from harness.models import get_backbone
+from harness.models.backbones import get_backbone
+from harness.run.execute import run_cell, seed_everything
+from harness.suite.expand import expand, load_suite
 from harness.tasks import families
 from harness.tasks.data import prepare_task
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="routebench: does random routing help fine-tuning?")
 out = Console()
@@ -21,7 +21,7 @@ ProfileOpt = Annotated[str | None, typer.Option(help="Budget profile from the su
 
 
 def _load(suite_path: Path, profile: str | None):
-    from harness.expand import expand, load_suite
+    from harness.suite.expand import expand, load_suite
 
     suite = load_suite(suite_path)
     return suite, expand(suite, suite_path, profile)
@@ -46,7 +46,7 @@ def _print_report(paths: list[Path], done: str) -> None:
 def validate(suite: SuiteArg, profile: ProfileOpt = None) -> None:
     """Check a suite without running it: schema, names, profile, and every data file it names (format, columns,
     labels, carved validation and few-shot samples); print what was read and the number of cells."""
-    from harness.expand import check_data
+    from harness.suite.expand import check_data
 
     loaded, cells = _load(suite, profile)
     for line in check_data(cells):
@@ -63,9 +63,9 @@ def validate(suite: SuiteArg, profile: ProfileOpt = None) -> None:
 @app.command("list")
 def list_known() -> None:
     """Show the known tasks, backbones, methods and routing strategies."""
-    from harness.lm import language_models
     from harness.methods import methods
-    from harness.models import backbones
+    from harness.models.backbones import backbones
+    from harness.models.language_models import language_models
     from harness.routing import routers
     from harness.tasks import builtin_tasks, families
 
@@ -125,8 +125,8 @@ def run(
 ) -> None:
     """Run every cell of a suite not yet done (searching hyperparameters first where the suite has a search
     block), then print and write the leaderboard."""
-    from harness.runner import RunOptions
-    from harness.suite_run import run_suite
+    from harness.run.runner import RunOptions
+    from harness.run.suite_run import run_suite
 
     options = RunOptions(
         force=force,
@@ -162,7 +162,7 @@ ResultsArg = Annotated[Path, typer.Argument(help="A results folder written by `b
 
 def _stored(results: Path):
     """The results folder's store and its records (at least one)."""
-    from harness.results import ResultStore
+    from harness.records.store import ResultStore
 
     store = ResultStore(results)
     records = store.records()
@@ -177,7 +177,7 @@ def report(
     to: Annotated[Path | None, typer.Option(help="Report folder (default: report/<name of RESULTS>).")] = None,
 ) -> None:
     """Write the report of a results folder (Markdown, CSV, LaTeX, HTML with plots) and print its Markdown."""
-    from harness.report import default_report_dir, write_report
+    from harness.analysis.report import default_report_dir, write_report
 
     store, records = _stored(results)
     paths = write_report(records, to or default_report_dir(results), store.settings())
@@ -190,7 +190,7 @@ def baseline(
     to: Annotated[Path | None, typer.Option(help="Baseline file (default: results/baselines/<suite>.json).")] = None,
 ) -> None:
     """Write the baseline that `bench check` compares later runs with (per-row test scores of every seed)."""
-    from harness.check import make_baseline, write_baseline
+    from harness.analysis.check import make_baseline, write_baseline
 
     store, records = _stored(results)
     made = make_baseline(records, store.settings().check)
@@ -207,8 +207,8 @@ def check(
     """Compare a run with a baseline: exit 1 if any row regressed, is missing or failed; 0 otherwise."""
     from tabulate import tabulate
 
-    from harness.check import check as compare
-    from harness.check import read_baseline, row_level, table
+    from harness.analysis.check import check as compare
+    from harness.analysis.check import read_baseline, row_level, table
 
     reference = read_baseline(baseline_file)
     verdicts = compare(_stored(results)[1], reference)
@@ -230,7 +230,7 @@ def check(
 @app.command()
 def upgrade(results: ResultsArg) -> None:
     """Rewrite a results folder's records written by an older routebench (schema 1) in the current schema."""
-    from harness.upgrade import upgrade_folder
+    from harness.run.upgrade import upgrade_folder
 
     done, current = upgrade_folder(results)
     out.print(f"{results}: {done} records upgraded, {current} already current")

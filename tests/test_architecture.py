@@ -1,5 +1,6 @@
-"""The house rules a newcomer relies on, checked on the source: no import cycle in harness/ (function-level
-imports included), no module over 400 lines, no function over 60."""
+"""The house rules a newcomer relies on, checked on the source: which folder of harness/ may import which (the
+reading half stands alone), no import cycle (function-level imports included), no module over 400 lines, no
+function over 60."""
 
 from __future__ import annotations
 
@@ -62,6 +63,57 @@ def test_no_import_cycle_in_the_package():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+
+
+# The layout's rules, in its own words: a folder on the left imports nothing from the folders on the right.
+RUNNING = ("suite", "run", "models", "tasks", "methods", "routing")
+FORBIDDEN = {
+    "core": ("suite", "run", "models", "tasks", "methods", "routing", "records", "analysis", "cli"),
+    "records": (*RUNNING, "analysis", "cli"),  # the contract reads without either half
+    "analysis": (*RUNNING, "cli"),  # the reading half imports nothing of the running folders
+    "suite": ("run", "cli"),
+    "routing": ("methods", "cli"),
+    "tasks": ("routing", "methods", "cli"),
+}
+
+
+def _folder(module: str) -> str:
+    """``harness.analysis.report`` → ``analysis``; a top-level module (``harness.cli``) is its own name."""
+    return module.split(".")[1] if module.count(".") else module
+
+
+def _violations(graph: dict[str, set[str]]) -> list[str]:
+    return [
+        f"{module} imports {target}"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if _folder(target) in FORBIDDEN.get(_folder(module), ())
+    ]
+
+
+def test_each_folder_imports_only_what_the_layout_allows():
+    assert _violations(_imports()) == []
+
+
+def test_a_deliberate_violation_is_caught():
+    """The reading half importing the training loop, a task family reaching for a routing strategy, and the suite
+    folder importing the runner are each named; the allowed direction (run/ importing analysis/) is not."""
+    graph = _imports()
+    graph["harness.analysis.report"] = graph["harness.analysis.report"] | {"harness.run.train"}
+    graph["harness.tasks.ner"] = graph["harness.tasks.ner"] | {"harness.routing.moe"}
+    graph["harness.suite.cell"] = graph["harness.suite.cell"] | {"harness.run.runner"}
+    assert _violations(graph) == [
+        "harness.analysis.report imports harness.run.train",
+        "harness.suite.cell imports harness.run.runner",
+        "harness.tasks.ner imports harness.routing.moe",
+    ]
+
+
+def test_the_package_is_laid_out_in_the_named_folders():
+    """A module outside the named folders (other than the CLI) would be a new room nobody's rules cover."""
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == set(FORBIDDEN) | {"run", "models", "methods"}
+    assert sorted(p.name for p in PACKAGE.glob("*.py")) == ["__init__.py", "__main__.py", "cli.py"]
 
 
 def test_modules_and_functions_stay_small():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import BenchError
-from harness.models import get_backbone
+from harness.core.errors import BenchError
+from harness.models.backbones import get_backbone
 from harness.tasks import TaskFiles, TaskSpec, builtin_tasks
 from harness.tasks.classification import read_table
 from harness.tasks.data import disjoint_carve, prepare_task, read_splits

@@ -8,12 +8,12 @@ import os
 import pytest
 import torch
 
-from harness.device import Compute, resolve_device
-from harness.expand import expand, load_suite
 from harness.methods.majority import MajorityParams
-from harness.results import ResultStore
+from harness.records.store import ResultStore
 from harness.routing import routers
-from harness.runner import RunOptions, run_cells
+from harness.run.device import Compute, resolve_device
+from harness.run.runner import RunOptions, run_cells
+from harness.suite.expand import expand, load_suite
 
 from .conftest import bench
 from .test_routing import EXPERT_STRATEGIES, batch, routed, tiny_model

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from harness.expand import expand, load_suite
-from harness.models import get_backbone
+from harness.models.backbones import get_backbone
+from harness.suite.expand import expand, load_suite
 from harness.tasks import builtin_tasks, families
 from harness.tasks.data import prepare_task, read_splits
 

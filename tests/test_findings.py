@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.adaptive import run_adaptive
-from harness.expand import expand, load_suite
-from harness.findings import claim_verdict
-from harness.record import Record
-from harness.report import write_report
-from harness.report_settings import Hypothesis, ReportSettings, SeedPlan
-from harness.results import ResultStore
-from harness.runner import RunSummary
+from harness.analysis.findings import claim_verdict
+from harness.analysis.report import write_report
+from harness.records.record import Record
+from harness.records.settings import Hypothesis, ReportSettings, SeedPlan
+from harness.records.store import ResultStore
+from harness.run.adaptive import run_adaptive
+from harness.run.runner import RunSummary
+from harness.suite.expand import expand, load_suite
 
 from .conftest import bench
 from .test_report import _record

@@ -16,8 +16,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from harness.results import ResultStore
-from harness.stores import make_whole, open_tracking_store
+from harness.records.store import ResultStore
+from harness.run.stores import make_whole, open_tracking_store
 
 from .conftest import REPO, bench, free_port, toy_ner_lines
 
@@ -177,7 +177,10 @@ def _trials(out: Path) -> list[optuna.trial.FrozenTrial]:
 def test_a_kill_during_store_creation_never_leaves_a_half_made_store(tmp_path):
     """MLflow's migrations take seconds: kills at moments spread over them leave no store or a whole one."""
     path = tmp_path / "mlflow.db"
-    code = f"import pathlib, harness.stores as s; s.open_tracking_store('sqlite:///{path}', pathlib.Path('{tmp_path}'))"
+    code = (
+        "import pathlib, harness.run.stores as s; "
+        f"s.open_tracking_store('sqlite:///{path}', pathlib.Path('{tmp_path}'))"
+    )
     outcomes = set()
     for delay in (1.5, 2.5, 3.0, 3.5, 4.0):
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.DEVNULL)

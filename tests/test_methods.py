@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification
 
-from harness.execute import assemble
 from harness.methods import build_method, methods
-from harness.models import get_backbone
+from harness.models.backbones import get_backbone
 from harness.routing import build_routing, routers
+from harness.run.execute import assemble
 from harness.tasks import families
 
 # tiny-bert: hidden 32, 2 layers, FFN 64. Counted by hand:

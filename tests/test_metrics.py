@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.metrics import classification_metrics, ner_metrics
-from harness.models import get_backbone
+from harness.models.backbones import get_backbone
+from harness.tasks.metrics import classification_metrics, ner_metrics
 from harness.tasks.ner import NerFamily
 
 

@@ -17,12 +17,12 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-from harness.engine import local_cluster
-from harness.errors import BenchError
-from harness.expand import expand, load_suite
-from harness.results import ResultStore
-from harness.runner import RunOptions, _SuiteRun
-from harness.tracking import Tracker
+from harness.core.errors import BenchError
+from harness.records.store import ResultStore
+from harness.run.engine import local_cluster
+from harness.run.runner import RunOptions, _SuiteRun
+from harness.run.tracking import Tracker
+from harness.suite.expand import expand, load_suite
 
 from .conftest import ONE_THREAD, REPO, bench, free_port
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from harness.lm import CausalLM
 from harness.methods import build_method
 from harness.methods.prompting import PromptParams, ZeroShotParams
-from harness.models import packaged_minilm
+from harness.models.backbones import packaged_minilm
+from harness.models.language_models import CausalLM
 from harness.tasks.ner import parse_entities, parse_rate
 
 from .conftest import bench, toy_ner_lines

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.expand import expand, load_suite
-from harness.models import get_backbone, packaged_minilm
-from harness.results import ResultStore
-from harness.runner import RunOptions, run_cells
+from harness.models.backbones import get_backbone, packaged_minilm
+from harness.records.store import ResultStore
+from harness.run.runner import RunOptions, run_cells
+from harness.suite.expand import expand, load_suite
 
 from .conftest import SHARED_DATA
 

@@ -9,11 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, BertConfig
 
-from harness.execute import assemble
-from harness.expand import expand, load_suite
 from harness.methods import build_method, methods
-from harness.record import RoutingStats
-from harness.results import ResultStore
+from harness.records.record import RoutingStats
+from harness.records.store import ResultStore
 from harness.routing import build_routing, routers
 from harness.routing.consistency import symmetric_kl, two_pass_loss
 from harness.routing.context import RoutingContext
@@ -21,7 +19,9 @@ from harness.routing.hashing import balanced_hash
 from harness.routing.learned import capacity_keep, load_balancing_loss
 from harness.routing.moe import FFNExperts, Route, RoutedBlock, Tokens, dispatch
 from harness.routing.random import RandomRouter
-from harness.runner import RunOptions, run_cells
+from harness.run.execute import assemble
+from harness.run.runner import RunOptions, run_cells
+from harness.suite.expand import expand, load_suite
 from harness.tasks import families
 
 QUIET = RunOptions(progress=False)
@@ -133,7 +133,7 @@ def test_random_sequence_granularity_keeps_a_sequence_on_one_expert():
 
 
 def test_hash_is_deterministic_and_balanced_on_the_vocabulary():
-    from harness.models import get_backbone
+    from harness.models.backbones import get_backbone
 
     vocab = len(get_backbone("tiny-bert").tokenizer())
     table = balanced_hash(vocab, 4)
@@ -290,10 +290,10 @@ def test_every_strategy_trains_end_to_end_and_records_its_routing(toy, tmp_path,
 
 
 def test_leaderboard_rows_tell_routing_variants_apart():
-    from harness.cell import Cell
-    from harness.leaderboard import leaderboards
-    from harness.record import Record
-    from harness.specs import TrainConfig
+    from harness.analysis.leaderboard import leaderboards
+    from harness.records.record import Record
+    from harness.suite.cell import Cell
+    from harness.suite.specs import TrainConfig
     from harness.tasks.base import TaskSpec
 
     def record(routing: dict, seed: int) -> Record:

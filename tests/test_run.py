@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 
-from harness.expand import expand, load_suite
-from harness.results import ResultStore
-from harness.runner import RunOptions, run_cells
+from harness.records.store import ResultStore
+from harness.run.runner import RunOptions, run_cells
+from harness.suite.expand import expand, load_suite
 
 from .conftest import REPO, bench
 
@@ -136,7 +136,7 @@ def test_peak_memory_is_per_block_not_per_process():
 
     import torch
 
-    from harness.memory import PeakMemory
+    from harness.run.memory import PeakMemory
 
     with PeakMemory() as before:
         pass

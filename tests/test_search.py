@@ -15,11 +15,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from harness.errors import BenchError
-from harness.expand import expand, load_suite
-from harness.results import ResultStore
-from harness.runner import RunOptions, run_cells
-from harness.search_space import CategoricalParam, FloatParam, IntParam, LogFloatParam
+from harness.core.errors import BenchError
+from harness.records.store import ResultStore
+from harness.run.runner import RunOptions, run_cells
+from harness.suite.expand import expand, load_suite
+from harness.suite.search_space import CategoricalParam, FloatParam, IntParam, LogFloatParam
 
 from .conftest import REPO, bench, free_port, get_when_up, toy_ner_lines
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cell import Cell
-from harness.errors import BenchError
-from harness.expand import check_data, expand, load_suite
-from harness.specs import TrainConfig
-from harness.suite_run import matching
+from harness.core.errors import BenchError
+from harness.run.suite_run import matching
+from harness.suite.cell import Cell
+from harness.suite.expand import check_data, expand, load_suite
+from harness.suite.specs import TrainConfig
 from harness.tasks.base import TaskSpec
 
 from .conftest import REPO, SHARED_DATA, bench

@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 
+from harness.core.config import Strict
 from harness.methods.base import Method, is_head, methods, trainable_only
 from harness.routing.placements import AdapterExperts, OnePath, Paths, is_path, wrap_linears
-from harness.schema import Strict
 from harness.tasks.base import TaskFamily
 
 SITES = {"houlsby": ("attention.output.dense", "output.dense"), "pfeiffer": ("output.dense",)}

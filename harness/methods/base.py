@@ -10,11 +10,11 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import load_file, save_file
 
-from harness.errors import BenchError
-from harness.registry import Registry
+from harness.core.config import Configurable
+from harness.core.config import describe as describe_config
+from harness.core.errors import BenchError
+from harness.core.registry import Registry
 from harness.routing.placements import Paths
-from harness.schema import Configurable
-from harness.schema import describe as describe_config
 from harness.tasks.base import Predicted, TaskFamily
 
 WEIGHTS = "weights.safetensors"

@@ -7,9 +7,9 @@ from typing import Literal
 
 import torch
 
+from harness.core.config import Strict
 from harness.methods.base import Method, methods
 from harness.routing.placements import Paths, install_ffn
-from harness.schema import Strict
 from harness.tasks.base import TaskFamily
 
 

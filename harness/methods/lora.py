@@ -16,10 +16,10 @@ from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPP
 from pydantic import Field
 from safetensors.torch import load_file
 
-from harness.errors import BenchError
+from harness.core.config import Strict
+from harness.core.errors import BenchError
 from harness.methods.base import Method, is_head, methods
 from harness.routing.placements import LoRAExperts, Paths, is_path, linears, wrap_linears
-from harness.schema import Strict
 from harness.tasks.base import TaskFamily
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
+from harness.core.config import Strict
 from harness.methods.base import Baseline, methods
-from harness.schema import Strict
 from harness.tasks import families
 from harness.tasks.base import Predicted
 

@@ -9,8 +9,8 @@ import torch
 from peft import PromptTuningConfig, TaskType, get_peft_model
 from pydantic import Field
 
+from harness.core.config import Strict
 from harness.methods.base import Method, methods
-from harness.schema import Strict
 from harness.tasks.base import TaskFamily
 
 

@@ -17,9 +17,9 @@ import torch
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
-from harness.lm import load_lm
+from harness.core.config import Strict
 from harness.methods.base import Baseline, methods
-from harness.schema import Strict
+from harness.models.language_models import load_lm
 from harness.tasks import families
 from harness.tasks.base import Predicted, Prompted, TaskFamily
 from harness.tasks.fewshot import sample_shots

@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
-from harness.registry import Registry
+from harness.core.config import Configurable
+from harness.core.config import describe as describe_config
+from harness.core.registry import Registry
 from harness.routing.placements import Paths
-from harness.schema import Configurable
-from harness.schema import describe as describe_config
 
 
 class Routing(Configurable):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from harness.core.config import Strict
 from harness.routing.base import Routing, routers
-from harness.schema import Strict
 
 
 class DenseParams(Strict):

@@ -9,12 +9,12 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from harness.errors import BenchError
+from harness.core.config import Strict
+from harness.core.errors import BenchError
 from harness.routing.base import Routing
 from harness.routing.context import RoutingContext
 from harness.routing.moe import ExpertBank, RoutedBlock, Router
 from harness.routing.placements import Paths
-from harness.schema import Strict
 
 COLLAPSE = 0.9  # a layer whose busiest expert takes more than this share of tokens is flagged as collapsed
 

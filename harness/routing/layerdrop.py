@@ -9,9 +9,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from harness.core.config import Strict
 from harness.routing.base import Routing, routers
 from harness.routing.placements import Paths, encoder_layers
-from harness.schema import Strict
 
 
 class DroppableLayer(nn.Module):

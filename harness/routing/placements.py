@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 from harness.routing.moe import ExpertBank, FFNExperts, RoutedBlock, mean_of
 
 MakeBlock = Callable[[ExpertBank], RoutedBlock]

@@ -1,6 +1,6 @@
 """Task families (``ner``, ``classification``) and the built-in datasets, each in one registry."""
 
-from harness.registry import Registry
+from harness.core.registry import Registry
 
 # ruff: noqa: I001 (registration order)
 from harness.tasks.base import HubSource, TaskFamily, TaskFiles, TaskSpec, families

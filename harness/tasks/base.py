@@ -11,8 +11,8 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, field_validator
 
-from harness.registry import Registry
-from harness.schema import Strict
+from harness.core.config import Strict
+from harness.core.registry import Registry
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 

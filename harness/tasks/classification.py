@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 import datasets
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from harness.errors import BenchError
-from harness.metrics import classification_metrics
+from harness.core.errors import BenchError
 from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, families, most_frequent
+from harness.tasks.metrics import classification_metrics
 
 
 def read_table(path: Path, fmt: str, text_column: str, label_column: str) -> list[dict]:

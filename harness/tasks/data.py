@@ -12,8 +12,8 @@ from typing import Any
 
 import datasets
 
-from harness.atomic import write_json_atomic
-from harness.errors import BenchError
+from harness.core.atomic import write_json_atomic
+from harness.core.errors import BenchError
 from harness.tasks import families
 from harness.tasks.base import Split, TaskData, TaskSpec, fingerprint_files
 from harness.tasks.fewshot import sample_shots

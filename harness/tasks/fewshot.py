@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from typing import Any
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 
 
 def sample_shots(

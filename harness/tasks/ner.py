@@ -13,9 +13,9 @@ import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
-from harness.errors import BenchError
-from harness.metrics import ner_metrics
+from harness.core.errors import BenchError
 from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, families, most_frequent
+from harness.tasks.metrics import ner_metrics
 
 # what a prompt tells the model each CoNLL type is called; other types are shown lower-cased
 TYPE_NAMES = {"PER": "person", "ORG": "organisation", "LOC": "location", "MISC": "miscellaneous"}

@@ -1,0 +1,101 @@
+"""The report as one self-contained HTML page: inline CSS, tables, plots as embedded PNG (no network needed,
+no file beside it needed); the PNGs are also written under ``plots/`` for papers and slides."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import jinja2
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from harness.analysis import plots
+from harness.analysis.leaderboard import rendered
+from harness.analysis.summary import task_summary
+from harness.core.atomic import write_bytes_atomic
+from harness.records.record import Record
+
+PAGE = jinja2.Template(
+    """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>routebench: {{ suite }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 12px; margin-bottom: 1em; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
+th { white-space: normal; vertical-align: bottom; }
+th { background: #f3f3f3; }
+td:nth-child(-n+7), th:nth-child(-n+7) { text-align: left; }
+.findings td, .findings th { text-align: left; white-space: normal; }
+b { color: #0a5; }
+figure { margin: 1em 0 2em; } figcaption { font-size: 13px; color: #555; }
+img { max-width: 100%; }
+.summary { font-size: 14px; }
+</style></head><body>
+<h1>Leaderboard: {{ suite }}</h1>
+<p>Scores ×100. <i>test</i>: mean ± sd over seeds; <i>95% CI</i>: t interval of the mean over seeds (mean ± t·sd/√n);
+<i>Δ</i>: difference of means to the baseline row (points); <i>p (Holm)</i>: exact permutation test over seeds
+(sign flips of the per-seed differences where both rows ran the same seeds; the trained model is the unit, the test
+set held fixed; the smallest p n seeds allow is 2/2ⁿ), Holm-adjusted across the table's rows; "-" with fewer than
+two seeds. Best value per column
+in <b>bold green</b>. {{ records }} records.</p>
+{% for task, lines, table in tables %}<h2>{{ task }}</h2>
+<ul class="summary">{% for line in lines %}<li>{{ line }}</li>{% endfor %}</ul>
+<div class="scroll">{{ table }}</div>
+{% endfor %}
+{% for title, text, table in extra %}<h2>{{ title }}</h2>
+<p>{{ text }}</p>
+<div class="scroll findings">{{ table }}</div>
+{% endfor %}
+{% for title, caption, image in figures %}<figure><h2>{{ title }}</h2>
+<img alt="{{ title }}" src="data:image/png;base64,{{ image }}"><figcaption>{{ caption }}</figcaption></figure>
+{% endfor %}</body></html>
+""",
+    autoescape=False,  # tables are escaped cell by cell; everything else is ours
+)
+
+
+def _png(figure: plt.Figure, path: Path) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def render_html(
+    suite: str,
+    records: list[Record],
+    tables: dict[str, pd.DataFrame],
+    out: Path,
+    extra: Sequence[tuple[str, str, pd.DataFrame]] = (),
+) -> str:
+    """The page; ``extra``: sections (title, note, table of text cells) after the leaderboards."""
+    drawn = [
+        ("Score against trainable parameters", "the red steps are the Pareto front", plots.pareto(tables)),
+        ("Few-shot regimes", "mean ± sd over seeds per k; dots are single seeds", plots.few_shot(records)),
+        ("Expert load per layer", "share of tokens per expert, last training epoch", plots.expert_load(records)),
+        ("Validation curves", "validation score per epoch, mean over seeds", plots.validation_curves(records)),
+    ]
+    figures = []
+    for title, caption, figure in drawn:
+        if figure is not None:
+            name = title.lower().replace(" ", "_").replace("-", "_")
+            figures.append((title, caption, _png(figure, out / "plots" / f"{name}.png")))
+    shown = [
+        (
+            task,
+            [html.escape(line.removeprefix(f"{task} ")) for line in task_summary(task, table)],
+            rendered(table, html.escape, ("<b>", "</b>")).to_html(index=False, escape=False, border=0),
+        )
+        for task, table in tables.items()
+    ]
+    sections = [
+        (html.escape(title), html.escape(text), table.to_html(index=False, escape=True, border=0))
+        for title, text, table in extra
+    ]
+    return PAGE.render(suite=html.escape(suite), tables=shown, extra=sections, figures=figures, records=len(records))

@@ -1,0 +1,191 @@
+"""Leaderboards: per task, one row per backbone × method × routing × inference × regime × tuning.
+
+Each row: the headline test metric's mean ± sd over seeds and its 95 % t interval, the difference to the
+suite's baseline row with a seed-level permutation test (Holm-adjusted across the table), and costs.
+``display`` / ``rendered`` turn a table into text cells for Markdown, LaTeX and HTML (``report``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.stats import holm, seed_permutation_p, smallest_p, t_interval
+from harness.records.record import Record
+from harness.records.settings import ReportSettings
+from harness.records.store import to_frame
+
+AXES = ["backbone", "method", "routing", "inference", "regime", "tuning"]
+ROUTER_METRICS = ("load_entropy", "busiest_expert_share")
+# column -> which value is best; the best is marked in every rendering
+RANKED = {
+    "test": "max",
+    "val": "max",
+    "delta": "max",
+    "trainable_params": "min",
+    "train_seconds": "min",
+    "tokens_per_second": "max",
+    "peak_mb": "min",
+    "load_entropy": "max",
+}
+HEADERS = {
+    "test": "test",
+    "ci": "95% CI",
+    "val": "val",
+    "seeds": "seeds",
+    "failed": "failed",
+    "delta": "Δ",
+    "p": "p (Holm)",
+    "trainable_params": "trainable params",
+    "train_seconds": "train s",
+    "tokens_per_second": "tokens/s",
+    "peak_mb": "peak MB",
+    "load_entropy": "load entropy",
+}
+
+
+def leaderboards(records: list[Record], settings: ReportSettings | None = None) -> dict[str, pd.DataFrame]:
+    """Per task, a table of raw numbers (scores ×100) sorted by mean test score."""
+    settings = settings or ReportSettings()
+    frame = to_frame(records)
+    frame.loc[frame["status"] != "done", ["test", "validation"]] = float("nan")
+    tables = {}
+    for task, group in frame.groupby("task", sort=True):
+        rows = [_row(key, cell) for key, cell in group.groupby(AXES, sort=False)]
+        table = pd.DataFrame(rows).sort_values("test", ascending=False, na_position="last").reset_index(drop=True)
+        tables[str(task)] = _compare(table, group, settings)
+    return tables
+
+
+def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
+    done = cell[cell["status"] == "done"]
+    test = done["test"].dropna() * 100
+    low, high = t_interval(test.to_numpy())
+    first = done.iloc[0] if len(done) else None
+    return {
+        **dict(zip(AXES, key, strict=True)),
+        "metric": cell["metric"].iloc[0],
+        "test": test.mean() if len(test) else math.nan,
+        "test_sd": test.std(ddof=1) if len(test) > 1 else math.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "val": (done["validation"] * 100).mean(),
+        "val_sd": (done["validation"] * 100).std(ddof=1) if len(done) > 1 else math.nan,
+        "seeds": len(done),
+        "failed": int((cell["status"] != "done").sum()),
+        "trainable_params": first["trainable_params"] if first is not None else math.nan,
+        "train_seconds": done["train_seconds"].mean(),
+        "tokens_per_second": done["tokens_per_second"].mean(),
+        "peak_mb": done["peak_rss_mb"].mean(),
+        "load_entropy": done["load_entropy"].mean(),
+        "collapsed": bool(done["collapsed"].fillna(False).astype(bool).any()),
+        "by_unit": dict(zip(done.loc[test.index, "unit"], test, strict=True)),  # (seed, split): the test's pairs
+        "routing_by_unit": {  # what a hypothesis about the router compares, per (seed, split)
+            column: dict(zip(done["unit"], done[column], strict=True)) for column in ROUTER_METRICS
+        },
+        "keys": sorted(set(cell["key"])),  # the records' row keys: which cells more seeds of this row would be
+    }
+
+
+def _compare(table: pd.DataFrame, group: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
+    """Δ to the baseline row (points) and a seed-level test's p-value, Holm-adjusted across the table's rows."""
+    method, routing = group["method_name"], group["routing_strategy"]
+    chosen = group[(method == settings.baseline.method) & (routing == settings.baseline.routing)]
+    chosen = chosen[(chosen["regime"] == settings.baseline.regime) & (chosen["status"] == "done")]
+    table["baseline"], table["delta"], table["p_unadjusted"], table["p_floor"] = False, math.nan, math.nan, math.nan
+    if chosen.empty:
+        table["p"] = math.nan
+        return table
+    key = tuple(chosen.sort_values("tuning").iloc[0][AXES])  # a hand-set row before a searched one
+    index = table.index[table[AXES].apply(tuple, axis=1) == key][0]
+    table.loc[index, "baseline"] = True
+    base = table.loc[index]
+    for i, row in table.iterrows():
+        if i == index or row["seeds"] == 0:
+            continue
+        table.loc[i, "delta"] = row["test"] - base["test"]
+        table.loc[i, ["p_unadjusted", "p_floor"]] = _seed_p(row["by_unit"], base["by_unit"])
+    table["p"] = holm(table["p_unadjusted"].tolist())
+    return table
+
+
+def _seed_p(row: dict[str, float], base: dict[str, float]) -> tuple[float, float]:
+    """The p-value and the smallest p these seeds allow: paired over the (seed, split) units both rows ran when
+    they share two or more, else unpaired; NaN when either row has fewer than two (one trained model per side is
+    not a comparison of methods)."""
+    shared = sorted(set(row) & set(base))
+    if len(shared) >= 2:
+        a, b = [row[s] for s in shared], [base[s] for s in shared]
+        return seed_permutation_p(a, b, paired=True), smallest_p(len(a), len(b), paired=True)
+    a, b = list(row.values()), list(base.values())
+    return seed_permutation_p(a, b, paired=False), smallest_p(len(a), len(b), paired=False)
+
+
+def best_rows(table: pd.DataFrame) -> dict[str, set[int]]:
+    """For each ranked column, the rows holding its best value (zero costs of methods that do not train and the
+    baseline's own Δ are not candidates)."""
+    marks: dict[str, set[int]] = {}
+    for column, direction in RANKED.items():
+        values = table[column].astype(float)
+        if column in ("trainable_params", "train_seconds"):
+            values = values.where(values > 0)
+        if values.notna().sum() < 2:
+            continue
+        best = values.max() if direction == "max" else values.min()
+        marks[column] = set(table.index[np.isclose(values, best)])
+    return marks
+
+
+def display(table: pd.DataFrame, bold: Callable[[str], str]) -> pd.DataFrame:
+    """The table as text cells, best values wrapped by ``bold``."""
+    marks = best_rows(table)
+    shown = []
+    for i, row in table.iterrows():
+        cells = {axis: str(row[axis]) for axis in AXES}
+        cells["metric"] = row["metric"]
+        values = {
+            "test": _mean_sd(row["test"], row["test_sd"], row["seeds"], row["failed"]),
+            "ci": "-" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]",
+            "val": _mean_sd(row["val"], row["val_sd"], row["seeds"], row["failed"]),
+            "seeds": str(row["seeds"]),
+            "failed": str(row["failed"]),
+            "delta": "baseline" if row["baseline"] else _number(row["delta"], "{:+.2f}"),
+            "p": p_text(row["p"]),
+            "trainable_params": _number(row["trainable_params"], "{:,.0f}"),
+            "train_seconds": _number(row["train_seconds"], "{:.1f}"),
+            "tokens_per_second": _number(row["tokens_per_second"], "{:,.0f}"),
+            "peak_mb": _number(row["peak_mb"], "{:,.0f}"),
+            "load_entropy": _number(row["load_entropy"], "{:.3f}") + (" !" if row["collapsed"] else ""),
+        }
+        for column, text in values.items():
+            cells[HEADERS[column]] = bold(text) if i in marks.get(column, ()) else text
+        shown.append(cells)
+    return pd.DataFrame(shown)
+
+
+def _mean_sd(mean: float, sd: float, seeds: int, failed: int) -> str:
+    if math.isnan(mean):
+        return "failed" if failed and not seeds else "-"  # "-": not measured (a baseline selects nothing)
+    return f"{mean:.2f}" if math.isnan(sd) else f"{mean:.2f} ± {sd:.2f}"
+
+
+def _number(value: Any, template: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else template.format(value)
+
+
+def p_text(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def rendered(table: pd.DataFrame, escape: Callable[[str], str], bold: tuple[str, str]) -> pd.DataFrame:
+    """``display`` for a markup language: every cell and header escaped, best values between ``bold``."""
+    shown = display(table, lambda text: f"\x00{text}\x01")
+    body = shown.map(lambda v: escape(str(v)).replace("\x00", bold[0]).replace("\x01", bold[1]))
+    body.columns = [escape(c) for c in body.columns]
+    return body

@@ -1,0 +1,144 @@
+"""Report figures (matplotlib, drawn off-screen): each function returns a figure, or None when the records
+have nothing to show (no few-shot rows, no routed rows …)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures are written to files and embedded in the HTML page
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.records.record import Record
+from harness.records.store import to_frame
+
+
+def _label(method: str, routing: str, regime: str, tuning: str) -> str:
+    """A row's name in a legend: its method, its routing and regime where not the default, whether searched."""
+    parts = [method] + [part for part in (routing, regime) if part not in ("none", "full")]
+    return " / ".join(parts) + (" (searched)" if tuning != "-" else "")
+
+
+def _table_label(row: pd.Series) -> str:
+    return _label(row["method"], row["routing"], row["regime"], row["tuning"])
+
+
+def _record_label(record: Record) -> str:
+    return _label(record.row.method, record.row.routing, record.row.regime, record.tuning)
+
+
+def _grid(n: int, width: float = 5.0, height: float = 3.8) -> tuple[Figure, list]:
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def pareto(tables: dict[str, pd.DataFrame]) -> Figure | None:
+    """Test score against trainable parameters (log scale); the Pareto front joins the rows that no other row
+    beats on both (more score for no more parameters)."""
+    shown = {task: t[(t["trainable_params"] > 0) & t["test"].notna()] for task, t in tables.items()}
+    shown = {task: t for task, t in shown.items() if len(t)}
+    if not shown:
+        return None
+    fig, axes = _grid(len(shown), 6.5, 4.5)
+    for ax, (task, table) in zip(axes, shown.items(), strict=True):
+        ax.scatter(table["trainable_params"], table["test"], color="tab:blue", zorder=3)
+        for _, row in table.iterrows():
+            ax.annotate(
+                _table_label(row),
+                (row["trainable_params"], row["test"]),
+                fontsize=7,
+                xytext=(4, 2),
+                textcoords="offset points",
+            )
+        front, best = [], -np.inf
+        for _, row in table.sort_values(["trainable_params", "test"], ascending=[True, False]).iterrows():
+            if row["test"] > best:
+                front.append(row)
+                best = row["test"]
+        ax.step(
+            [r["trainable_params"] for r in front],
+            [r["test"] for r in front],
+            where="post",
+            color="tab:red",
+            label="Pareto front",
+        )
+        ax.set(xscale="log", xlabel="trainable parameters", ylabel=f"test {table['metric'].iloc[0]} ×100", title=task)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def few_shot(records: list[Record]) -> Figure | None:
+    """Test score against k for few-shot regimes, one line per method / routing, seeds as points."""
+    frame = to_frame(records)
+    frame = frame[(frame["status"] == "done") & frame["regime"].str.endswith("-shot")]
+    if frame.empty:
+        return None
+    frame = frame.assign(
+        k=frame["regime"].str.extract(r"(\d+)-shot", expand=False).astype(int), score=frame["test"] * 100
+    )
+    fig, axes = _grid(frame["task"].nunique())
+    for ax, (task, group) in zip(axes, frame.groupby("task"), strict=True):
+        for (method, routing), line in group.groupby(["method", "routing"]):
+            stats = line.groupby("k")["score"].agg(["mean", "std"]).fillna(0)
+            ax.errorbar(
+                stats.index,
+                stats["mean"],
+                yerr=stats["std"],
+                marker="o",
+                capsize=3,
+                label=method if routing == "none" else f"{method} / {routing}",
+            )
+            ax.scatter(line["k"], line["score"], s=8, alpha=0.4)
+        ax.set(xlabel="k (examples per class / entity type)", ylabel="test ×100", title=f"{task}: few-shot")
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def expert_load(records: list[Record]) -> Figure | None:
+    """Per routed row, each layer's share of tokens per expert (mean over seeds); 1/E everywhere is balance."""
+    loads: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        layers = record.routing_stats.layers
+        if record.status == "done" and layers and all("load" in v for v in layers.values()):
+            loads[f"{record.row.task}: {_record_label(record)}"].append({k: v["load"] for k, v in layers.items()})
+    if not loads:
+        return None
+    fig, axes = _grid(len(loads), 3.6, 3.4)
+    for ax, (name, seeds) in zip(axes, loads.items(), strict=True):
+        layers = sorted(seeds[0], key=lambda k: int(re.search(r"\d+", k).group()))
+        matrix = np.mean([[seed[layer] for layer in layers] for seed in seeds], axis=0)
+        image = ax.imshow(matrix, vmin=0, vmax=max(2 / matrix.shape[1], matrix.max()), cmap="viridis", aspect="auto")
+        ax.set(xlabel="expert", ylabel="layer", title=name, yticks=range(len(layers)), yticklabels=layers)
+        ax.title.set_fontsize(8)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def validation_curves(records: list[Record]) -> Figure | None:
+    """Validation headline per epoch, mean over seeds, one line per trained row."""
+    curves: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        if record.status == "done" and record.history:
+            scores = [h.validation[record.metrics.headline] * 100 for h in record.history]
+            curves[record.row.task][_record_label(record)].append(scores)
+    if not curves:
+        return None
+    fig, axes = _grid(len(curves), 6.5, 4.5)
+    for ax, (task, rows) in zip(axes, curves.items(), strict=True):
+        for label, seeds in rows.items():
+            epochs = min(len(s) for s in seeds)
+            ax.plot(range(1, epochs + 1), np.mean([s[:epochs] for s in seeds], axis=0), marker=".", label=label)
+        ax.set(xlabel="epoch", ylabel="validation ×100", title=task)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
