@@ -9,11 +9,13 @@ import pytest
 
 from harness.core.errors import BenchError
 from harness.models.backbones import get_backbone
+from harness.suite.expand import expand, load_suite
 from harness.tasks import TaskFiles, TaskSpec, builtin_tasks
 from harness.tasks.classification import read_table
 from harness.tasks.data import disjoint_carve, prepare_task, read_splits
+from harness.tasks.ner import read_conll
 
-from .conftest import SHARED_DATA
+from .conftest import SHARED_DATA, bench, toy_ner_lines
 
 NER = TaskSpec(name="toy", type="ner", format="conll", files=TaskFiles(train="train.conll", test="test.conll"))
 CLS = TaskSpec(name="toy", type="classification", format="tsv", files=TaskFiles(train="train.tsv", test="test.tsv"))
@@ -81,6 +83,50 @@ def read_splits_checked(data_dir: Path) -> None:
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(BenchError, match=r"task 'toy': data file not found: .*train.conll"):
         read_splits(NER, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "line"), [("train.conll", b"", 3), ("train.tsv", b"sentence\tlabel\n", 4)]
+)
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path, name, header, line):
+    """A Latin-1 'é' (byte 0xE9) after two good lines: the error names file, line and column, not only the byte."""
+    good = b"EU B-ORG\n" if name.endswith("conll") else b"fine\t1\n"
+    (tmp_path / name).write_bytes(header + good * 2 + b"caf\xe9 " + good)
+    read = read_conll if name.endswith("conll") else lambda path: read_table(path, "tsv", "sentence", "label")
+    with pytest.raises(BenchError, match=rf"{name}:{line}: not UTF-8 text \(invalid continuation byte at column 4, "):
+        read(tmp_path / name)
+
+
+LOCAL_SUITE = """
+name: local
+tasks:
+  - name: toy-ner
+    type: ner
+    format: conll
+    files: {train: data/train.conll, validation: data/validation.conll, test: data/test.conll}
+  - conll2003
+backbones: [tiny-bert]
+seeds: [1]
+"""
+
+
+def test_relative_paths_are_read_beside_the_suite_first_then_under_bench_data_dir(tmp_path, monkeypatch):
+    """`make run SUITE=experiments/suite.yaml` exports BENCH_DATA_DIR: the suite's own data/ beside it is still
+    found, while a built-in task (whose files are not beside the suite) is read under BENCH_DATA_DIR."""
+    suite = tmp_path / "experiments" / "suite.yaml"
+    (suite.parent / "data").mkdir(parents=True)
+    suite.write_text(LOCAL_SUITE)
+    for split, seed in (("train", 0), ("validation", 1), ("test", 2)):
+        (suite.parent / "data" / f"{split}.conll").write_text(toy_ner_lines(40, seed))
+    monkeypatch.setenv("BENCH_DATA_DIR", str(SHARED_DATA))
+    cells = {cell.task.name: cell.data_dir for cell in expand(load_suite(suite), suite)}
+    assert cells == {"toy-ner": str(suite.parent), "conll2003": str(SHARED_DATA.resolve())}
+    result = bench("validate", str(suite), env={"BENCH_DATA_DIR": str(SHARED_DATA)})  # reads every file it names
+    assert result.returncode == 0, result.stderr
+    (suite.parent / "data" / "test.conll").unlink()  # not all beside the suite: read under BENCH_DATA_DIR, missing
+    result = bench("validate", str(suite), env={"BENCH_DATA_DIR": str(tmp_path / "elsewhere")})
+    assert result.returncode != 0
+    assert f"data file not found: {tmp_path / 'elsewhere' / 'data'}" in result.stderr
 
 
 def test_builtin_without_local_files_fails_fast_offline(tmp_path):

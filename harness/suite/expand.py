@@ -93,13 +93,19 @@ def resolve_profile(suite: Suite, profile: str | None) -> TrainConfig:
     return suite.train.model_copy(update=suite.profiles[profile].model_dump(exclude_unset=True))
 
 
-def data_dir_for(suite: Suite, suite_path: Path) -> Path:
-    """Relative task files resolve against the suite's data_dir, else $BENCH_DATA_DIR, else the suite's folder."""
+def data_dir_for(suite: Suite, suite_path: Path, task: TaskSpec) -> Path:
+    """Where a task's relative files are read: the suite's ``data_dir`` when it names one (relative to the suite
+    file); else beside the suite file when every relative file of the task is there, as paths in a config file
+    usually resolve; else ``$BENCH_DATA_DIR``; else beside the suite (where a missing file is then reported)."""
+    beside = suite_path.parent.resolve()
     if suite.data_dir is not None:
-        return (suite_path.parent / suite.data_dir).resolve()
+        return (beside / suite.data_dir).resolve()
+    files = [f for f in (task.files.model_dump().values() if task.files else []) if f is not None]
+    if files and all((beside / f).is_file() for f in files):
+        return beside
     if os.environ.get("BENCH_DATA_DIR"):
         return Path(os.environ["BENCH_DATA_DIR"]).resolve()
-    return suite_path.parent.resolve()
+    return beside
 
 
 def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[Cell]:
@@ -109,7 +115,6 @@ def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[C
     adds one cell per split seed; a grid limited to other profiles adds nothing.
     """
     base, name = resolve_profile(suite, profile), _profile_name(suite, profile)
-    data_dir = str(data_dir_for(suite, suite_path))
     cells: dict[str, Cell] = {}
     for _, axes in suite.grid_axes():
         if axes["profiles"] is not None and name not in axes["profiles"]:
@@ -131,7 +136,7 @@ def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[C
                         regime=cell_regime,
                         seed=seed,
                         train=train,
-                        data_dir=data_dir,
+                        data_dir=str(data_dir_for(suite, suite_path, task)),
                         search=search,
                     )
                     cells.setdefault(cell.config_hash, cell)

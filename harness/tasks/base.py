@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol
 from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, field_validator
 
 from harness.core.config import Strict
+from harness.core.errors import BenchError
 from harness.core.registry import Registry
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -187,6 +188,17 @@ def most_frequent(values: list[Any]) -> Any:
     """The most frequent value; ties go to the smallest, so the choice never depends on data order."""
     counts = Counter(values)
     return min(counts, key=lambda v: (-counts[v], v))
+
+
+def read_text(path: Path) -> str:
+    """A data file's text; one that is not UTF-8 is a ``file:line`` error naming the column and byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        line, column = data.count(b"\n", 0, e.start) + 1, e.start - line_start + 1
+        raise BenchError(f"{path}:{line}: not UTF-8 text ({e.reason} at column {column}, byte {e.start})") from None
 
 
 def fingerprint_files(paths: list[Path]) -> str:

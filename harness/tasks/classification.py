@@ -12,17 +12,14 @@ import datasets
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from harness.core.errors import BenchError
-from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, families, most_frequent
+from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, families, most_frequent, read_text
 from harness.tasks.metrics import classification_metrics
 
 
 def read_table(path: Path, fmt: str, text_column: str, label_column: str) -> list[dict]:
     """Rows of a header-first CSV (standard quoting) or TSV (standard quoting when the file is written that way,
     else GLUE style: no quoting, a quote character is text)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise BenchError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(path)
     dialect = {"delimiter": "\t", "quoting": _tsv_quoting(text)} if fmt == "tsv" else {"delimiter": ","}
     reader = csv.reader(io.StringIO(text, newline=""), **dialect)
     header = next(reader, None)

@@ -39,7 +39,10 @@ def read_splits(spec: TaskSpec, data_dir: Path) -> tuple[dict[str, list], dict[s
             raw = {s: family.read(p, spec) for s, p in paths.items()}
             return raw, {s: str(p) for s, p in paths.items()}, fingerprint_files(list(paths.values()))
         if spec.hub is None:
-            raise BenchError(f"task {spec.name!r}: data file not found: {missing[0]}")
+            raise BenchError(
+                f"task {spec.name!r}: data file not found: {missing[0]} (a relative path is read beside the suite "
+                "file when it is there, else under $BENCH_DATA_DIR; a suite's data_dir replaces both)"
+            )
     if spec.hub is None:
         raise BenchError(f"task {spec.name!r}: give `files` (CoNLL / TSV / CSV paths) or a `hub` dataset id")
     return _read_hub(spec, data_dir)

@@ -14,7 +14,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from harness.core.errors import BenchError
-from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, families, most_frequent
+from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, families, most_frequent, read_text
 from harness.tasks.metrics import ner_metrics
 
 # what a prompt tells the model each CoNLL type is called; other types are shown lower-cased
@@ -27,10 +27,7 @@ IGNORE = -100  # label of positions the loss and the metric never see
 
 def read_conll(path: Path) -> list[dict]:
     """Sentences from a ``TOKEN ... TAG`` file (blank line between sentences, ``-DOCSTART-`` skipped)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise BenchError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(path)
     sentences: list[dict] = []
     current: dict = {"tokens": [], "tags": [], "line": 0}
     for lineno, raw in enumerate(text.splitlines(), 1):
