@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 from seqeval.metrics import f1_score
 
+from harness.analysis import plots
 from harness.analysis.agreement import agreement
 from harness.analysis.check import simulate
 from harness.analysis.leaderboard import leaderboards
@@ -97,9 +99,10 @@ LR_RANGE = {"type": "log_float", "low": 1e-6, "high": 1.0}
 INT_RANGE = {"type": "int", "low": 1, "high": 64}
 
 
-def _record(method: str, seed: int, score: float, *, task: str = "sst2", regime="full", routing=None, **extra):
-    """A done (or failed) record as `bench run` writes it: made by a cell, so its row is the cell's row. ``search``:
-    the values a search chose (float: a log-uniform lr range, int: an integer range)."""
+def _record(method: str | dict, seed: int, score: float, *, task="sst2", regime="full", routing=None, **extra):
+    """A done (or failed) record as `bench run` writes it: made by a cell, so its row is the cell's row. ``method``:
+    a name or the method's parameters; ``search``: the values a search chose (float: a log-uniform lr range, int: an
+    integer range)."""
     ner = task == "conll"
     headline = "f1" if ner else "accuracy"
     chosen = extra.pop("search", None)
@@ -107,8 +110,8 @@ def _record(method: str, seed: int, score: float, *, task: str = "sst2", regime=
     cell = Cell(
         suite="fixture",
         task=TaskSpec(name=task, type="ner" if ner else "classification", format="conll" if ner else "tsv"),
-        backbone="tiny",
-        method={"name": method},
+        backbone=extra.pop("backbone", "tiny"),
+        method=method if isinstance(method, dict) else {"name": method},
         routing=routing or {"strategy": "none"},
         regime=regime,
         seed=seed,
@@ -207,8 +210,49 @@ def test_report_from_fixture_records_has_every_table_and_plot_and_no_external_re
         "Validation curves",
     ]
     assert not re.search(r"""(?:src|href)\s*=\s*["'](?!data:)""", page)  # nothing fetched from elsewhere
-    assert not re.search(r"url\(|@import|<link|<script", page)
+    assert not re.search(r"url\(|@import|<link|fetch\(|XMLHttpRequest", page)
+    assert re.findall(r"<script[^>]*>", page) == ["<script>"]  # one inline script: sorting and filtering
     assert len(list((tmp_path / "report" / "plots").glob("*.png"))) == 4
+
+
+MINILM_LINEARS = [
+    f"layer{i}.{site}"
+    for i in range(6)
+    for site in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                 "intermediate.dense", "output.dense")
+]  # fmt: skip
+
+
+def test_expert_load_keeps_36_layer_labels_apart():
+    """Routed LoRA on every linear of MiniLM is 36 rows a panel: the panel grows with its rows, so no two layer
+    labels overlap, at a legible size; four panels wrap onto two lines instead of shrinking into one."""
+    stats = {"load_entropy": 0.69, "layers": {name: {"load": [0.6, 0.4]} for name in MINILM_LINEARS}}
+    records = [
+        _record("lora", seed, 0.8, task=task, routing={"strategy": strategy, "experts": 2}, routing_stats=stats)
+        for task in ("sst2", "conll")
+        for strategy in ("random", "hash")
+        for seed in (1, 2)
+    ]
+    figure = plots.expert_load(records)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    panels = [ax for ax in figure.axes if ax.get_ylabel() == "layer" and ax.get_visible()]
+    assert len(panels) == 4 and len({round(ax.get_position().y0, 3) for ax in panels}) == 2
+    for ax in panels:
+        labels = ax.get_yticklabels()
+        assert [label.get_text() for label in labels] == MINILM_LINEARS and labels[0].get_fontsize() >= 8
+        boxes = sorted((label.get_window_extent(renderer) for label in labels), key=lambda box: box.y0)
+        assert all(low.y1 <= high.y0 for low, high in pairwise(boxes))
+        assert min(box.x0 for box in boxes) >= 0  # inside the figure, not cut at its left edge
+
+
+def test_a_pareto_front_of_one_row_is_drawn():
+    """The cheapest row is also the best: the front is that one point, drawn (a ring), as the legend says."""
+    records = [_record("lora", s, 0.85) for s in (1, 2)] + [_record("full", s, 0.80) for s in (1, 2)]
+    figure = plots.pareto(leaderboards(records))
+    (front,) = [line for line in figure.axes[0].get_lines() if line.get_label() == "Pareto front"]
+    assert list(front.get_xdata()) == [10] and list(front.get_ydata()) == [pytest.approx(85.0)]
+    assert front.get_marker() == "o" and front.get_markersize() > 0 and front.get_markeredgewidth() > 0
 
 
 # ---------------------------------------------------------------------------------------------- check

@@ -10,6 +10,7 @@ import sys
 
 from harness.records.store import ResultStore
 from harness.run.runner import RunOptions, run_cells
+from harness.run.suite_run import matching
 from harness.suite.expand import expand, load_suite
 
 from .conftest import REPO, bench
@@ -129,6 +130,20 @@ def test_report_of_a_folder_without_records_is_a_clear_error(tmp_path):
     result = bench("report", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path}: no records (expected {tmp_path}/cells/<config_hash>.json)"
+
+
+def test_only_picks_each_majority_rule_alone():
+    """The NER suite's two majority floors (the class, each word's tag) are two rows, and `--only` tells them apart
+    as it does a searched row and its hand-set twin."""
+    path = REPO / "suites" / "ner.yaml"
+    cells = [c for c in expand(load_suite(path), path) if c.method.name == "majority"]
+    assert sorted(c.label for c in cells) == [
+        "conll2003/minilm-l6/majority+word/none/full/seed1",
+        "conll2003/minilm-l6/majority/none/full/seed1",
+    ]
+    assert [c.method.rule for c in matching(cells, ["*/majority/*"])] == ["class"]
+    assert [c.method.rule for c in matching(cells, ["*/majority+word/*"])] == ["word"]
+    assert len({c.row().label for c in cells}) == 2
 
 
 def test_peak_memory_is_per_block_not_per_process():

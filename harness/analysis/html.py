@@ -1,5 +1,6 @@
-"""The report as one self-contained HTML page: inline CSS, tables, plots as embedded PNG (no network needed,
-no file beside it needed); the PNGs are also written under ``plots/`` for papers and slides."""
+"""The report as one self-contained HTML page: inline CSS and script (``page_assets``: sortable, filterable
+leaderboards), tables, plots as embedded PNG (no network needed, no file beside it needed); the PNGs are also
+written under ``plots/`` for papers and slides."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from harness.analysis import plots
 from harness.analysis.leaderboard import rendered
+from harness.analysis.page_assets import SCRIPT, STYLE
 from harness.analysis.summary import task_summary
 from harness.core.atomic import write_bytes_atomic
 from harness.records.record import Record
@@ -22,29 +24,19 @@ from harness.records.record import Record
 PAGE = jinja2.Template(
     """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>routebench: {{ suite }}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-size: 12px; margin-bottom: 1em; }
-th, td { border-bottom: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
-th { white-space: normal; vertical-align: bottom; }
-th { background: #f3f3f3; }
-td:nth-child(-n+7), th:nth-child(-n+7) { text-align: left; }
-.findings td, .findings th { text-align: left; white-space: normal; }
-b { color: #0a5; }
-figure { margin: 1em 0 2em; } figcaption { font-size: 13px; color: #555; }
-img { max-width: 100%; }
-.summary { font-size: 14px; }
-</style></head><body>
+<style>{{ style }}</style></head><body>
 <h1>Leaderboard: {{ suite }}</h1>
 <p>Scores ×100. <i>test</i>: mean ± sd over seeds; <i>95% CI</i>: t interval of the mean over seeds (mean ± t·sd/√n);
 <i>Δ</i>: difference of means to the baseline row (points); <i>p (Holm)</i>: exact permutation test over seeds
 (sign flips of the per-seed differences where both rows ran the same seeds; the trained model is the unit, the test
 set held fixed; the smallest p n seeds allow is 2/2ⁿ), Holm-adjusted across the table's rows; "-" with fewer than
 two seeds. Best value per column
-in <b>bold green</b>. {{ records }} records.</p>
+in <b>bold green</b>. {{ records }} records. Click a column header to sort the rows by it (again: the other way);
+the box above a table keeps the rows that hold every word typed in it.</p>
 {% for task, lines, table in tables %}<h2>{{ task }}</h2>
 <ul class="summary">{% for line in lines %}<li>{{ line }}</li>{% endfor %}</ul>
+<input type="search" class="filter" data-table="board{{ loop.index }}" placeholder="filter rows, e.g. lora 16-shot"
+ aria-label="filter the rows of {{ task }}">
 <div class="scroll">{{ table }}</div>
 {% endfor %}
 {% for title, text, table in extra %}<h2>{{ title }}</h2>
@@ -53,7 +45,7 @@ in <b>bold green</b>. {{ records }} records.</p>
 {% endfor %}
 {% for title, caption, image in figures %}<figure><h2>{{ title }}</h2>
 <img alt="{{ title }}" src="data:image/png;base64,{{ image }}"><figcaption>{{ caption }}</figcaption></figure>
-{% endfor %}</body></html>
+{% endfor %}<script>{{ script }}</script></body></html>
 """,
     autoescape=False,  # tables are escaped cell by cell; everything else is ours
 )
@@ -76,7 +68,7 @@ def render_html(
 ) -> str:
     """The page; ``extra``: sections (title, note, table of text cells) after the leaderboards."""
     drawn = [
-        ("Score against trainable parameters", "the red steps are the Pareto front", plots.pareto(tables)),
+        ("Score against trainable parameters", "the red steps and rings mark the Pareto front", plots.pareto(tables)),
         ("Few-shot regimes", "mean ± sd over seeds per k; dots are single seeds", plots.few_shot(records)),
         ("Expert load per layer", "share of tokens per expert, last training epoch", plots.expert_load(records)),
         ("Validation curves", "validation score per epoch, mean over seeds", plots.validation_curves(records)),
@@ -88,14 +80,24 @@ def render_html(
             figures.append((title, caption, _png(figure, out / "plots" / f"{name}.png")))
     shown = [
         (
-            task,
+            html.escape(task),
             [html.escape(line.removeprefix(f"{task} ")) for line in task_summary(task, table)],
-            rendered(table, html.escape, ("<b>", "</b>")).to_html(index=False, escape=False, border=0),
+            rendered(table, html.escape, ("<b>", "</b>")).to_html(
+                index=False, escape=False, border=0, classes="leaderboard", table_id=f"board{i}"
+            ),
         )
-        for task, table in tables.items()
+        for i, (task, table) in enumerate(tables.items(), 1)
     ]
     sections = [
         (html.escape(title), html.escape(text), table.to_html(index=False, escape=True, border=0))
         for title, text, table in extra
     ]
-    return PAGE.render(suite=html.escape(suite), tables=shown, extra=sections, figures=figures, records=len(records))
+    return PAGE.render(
+        suite=html.escape(suite),
+        tables=shown,
+        extra=sections,
+        figures=figures,
+        records=len(records),
+        style=STYLE,
+        script=SCRIPT,
+    )

@@ -4,6 +4,7 @@ have nothing to show (no few-shot rows, no routed rows …)."""
 from __future__ import annotations
 
 import re
+import textwrap
 from collections import defaultdict
 
 import matplotlib
@@ -17,6 +18,9 @@ from matplotlib.figure import Figure
 
 from harness.records.record import Record
 from harness.records.store import to_frame
+
+LOAD_COLUMNS = 3  # expert-load panels per line: three keep 8-point layer labels legible at a 1,400 px page
+LOAD_ROW = 0.2  # inches per layer in an expert-load panel (an 8-point label is 0.11)
 
 
 def _label(method: str, routing: str, regime: str, tuning: str) -> str:
@@ -33,9 +37,14 @@ def _record_label(record: Record) -> str:
     return _label(record.row.method, record.row.routing, record.row.regime, record.tuning)
 
 
-def _grid(n: int, width: float = 5.0, height: float = 3.8) -> tuple[Figure, list]:
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
-    return fig, list(axes[0])
+def _grid(n: int, width: float = 5.0, height: float = 3.8, columns: int | None = None) -> tuple[Figure, list]:
+    """``n`` panels of width × height inches in one row, or wrapped after ``columns``."""
+    columns = min(n, columns or n)
+    lines = -(-n // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(width * columns, height * lines), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
 
 
 def pareto(tables: dict[str, pd.DataFrame]) -> Figure | None:
@@ -48,30 +57,50 @@ def pareto(tables: dict[str, pd.DataFrame]) -> Figure | None:
     fig, axes = _grid(len(shown), 6.5, 4.5)
     for ax, (task, table) in zip(axes, shown.items(), strict=True):
         ax.scatter(table["trainable_params"], table["test"], color="tab:blue", zorder=3)
-        for _, row in table.iterrows():
-            ax.annotate(
-                _table_label(row),
-                (row["trainable_params"], row["test"]),
-                fontsize=7,
-                xytext=(4, 2),
-                textcoords="offset points",
-            )
+        _annotate(ax, table)
         front, best = [], -np.inf
         for _, row in table.sort_values(["trainable_params", "test"], ascending=[True, False]).iterrows():
             if row["test"] > best:
                 front.append(row)
                 best = row["test"]
-        ax.step(
+        ax.step(  # rings on the front's rows: a front of one row is a point, which a step alone does not draw
             [r["trainable_params"] for r in front],
             [r["test"] for r in front],
             where="post",
             color="tab:red",
+            marker="o",
+            markersize=11,
+            markerfacecolor="none",
+            markeredgewidth=1.5,
             label="Pareto front",
+            zorder=4,
         )
         ax.set(xscale="log", xlabel="trainable parameters", ylabel=f"test {table['metric'].iloc[0]} ×100", title=task)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _annotate(ax: plt.Axes, table: pd.DataFrame) -> None:
+    """Each row's name above its point, wrapped, on the side that faces the middle of the (log) axis: a long method
+    description stays in its panel instead of squeezing the panel in ``tight_layout``."""
+    where = np.log(table["trainable_params"].astype(float))
+    middle = (where.min() + where.max()) / 2
+    lines = 1
+    for (_, row), x in zip(table.iterrows(), where, strict=True):
+        left, text = bool(x > middle), textwrap.fill(_table_label(row), 36)
+        lines = max(lines, text.count("\n") + 1)
+        note = ax.annotate(
+            text,
+            (row["trainable_params"], row["test"]),
+            fontsize=7,
+            xytext=(-6 if left else 6, 4),  # above the point: clear of the front's horizontal steps
+            textcoords="offset points",
+            ha="right" if left else "left",
+            va="bottom",
+        )
+        note.set_in_layout(False)
+    ax.margins(y=0.04 + 0.055 * lines)  # room above the top point for its label's lines
 
 
 def few_shot(records: list[Record]) -> Figure | None:
@@ -112,13 +141,15 @@ def expert_load(records: list[Record]) -> Figure | None:
             loads[f"{record.row.task}: {_record_label(record)}"].append({k: v["load"] for k, v in layers.items()})
     if not loads:
         return None
-    fig, axes = _grid(len(loads), 3.6, 3.4)
-    for ax, (name, seeds) in zip(axes, loads.items(), strict=True):
+    rows = max(len(seeds[0]) for seeds in loads.values())  # every layer label gets its LOAD_ROW inches
+    fig, axes = _grid(len(loads), 4.6, max(3.4, 1.5 + LOAD_ROW * rows), LOAD_COLUMNS)
+    for ax, (name, seeds) in zip(axes, sorted(loads.items()), strict=True):
         layers = sorted(seeds[0], key=lambda k: int(re.search(r"\d+", k).group()))
         matrix = np.mean([[seed[layer] for layer in layers] for seed in seeds], axis=0)
         image = ax.imshow(matrix, vmin=0, vmax=max(2 / matrix.shape[1], matrix.max()), cmap="viridis", aspect="auto")
-        ax.set(xlabel="expert", ylabel="layer", title=name, yticks=range(len(layers)), yticklabels=layers)
-        ax.title.set_fontsize(8)
+        ax.set(xlabel="expert", ylabel="layer", xticks=range(matrix.shape[1]), yticks=range(len(layers)))
+        ax.set_yticklabels(layers, fontsize=8)
+        ax.set_title(name, fontsize=8)
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig

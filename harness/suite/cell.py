@@ -110,8 +110,15 @@ class Cell(Strict):
         return f"{self._row_label()}/{self.regime.path_part()}"
 
     def _row_label(self) -> str:
-        searched = "+search" if self.search is not None else ""  # a searched row beside its hand-set twin
-        return f"{self.task.name}/{self.backbone}/{self.method.name}{searched}/{self.routing.strategy}"
+        return f"{self.task.name}/{self.backbone}/{self._method_part()}/{self.routing.strategy}"
+
+    def _method_part(self) -> str:
+        """The method's name, ``+<rule>`` for a rule other than the default (``majority+word`` beside the
+        ``majority`` class floor) and ``+search`` for a searched row beside its hand-set twin: ``--only`` picks each."""
+        rule = getattr(self.method, "rule", None)
+        ruled = f"+{rule}" if rule is not None and rule != type(self.method).model_fields["rule"].default else ""
+        searched = "+search" if self.search is not None else ""
+        return f"{self.method.name}{ruled}{searched}"
 
     def row(self) -> Row:
         """The leaderboard row: the cell without its seed, its few-shot split (the two things seeds vary) and the
