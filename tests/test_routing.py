@@ -17,7 +17,7 @@ from harness.routing.consistency import symmetric_kl, two_pass_loss
 from harness.routing.context import RoutingContext
 from harness.routing.hashing import balanced_hash
 from harness.routing.learned import capacity_keep, load_balancing_loss
-from harness.routing.moe import FFNExperts, Route, RoutedBlock, Tokens, dispatch
+from harness.routing.moe import ROW_MULTIPLE, FFNExperts, Route, RoutedBlock, Tokens, dispatch
 from harness.routing.random import RandomRouter
 from harness.run.execute import assemble
 from harness.run.runner import RunOptions, run_cells
@@ -210,6 +210,23 @@ def test_dispatch_matches_a_per_token_loop():
         ]
     )
     assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_top1_dispatch_and_its_gradients_match_a_per_token_loop():
+    """Groups of 0, 1, 31, 32, 33 and 70 tokens: dispatch pads each to a multiple of ROW_MULTIPLE rows for the
+    GEMM kernels' sake; the padding must change neither an output nor a gradient."""
+    bank = _perturbed_bank(6)
+    sizes = [0, 1, ROW_MULTIPLE - 1, ROW_MULTIPLE, ROW_MULTIPLE + 1, 70]
+    experts = torch.cat([torch.full((n,), e) for e, n in enumerate(sizes)])[torch.randperm(sum(sizes))]
+    x = torch.randn(len(experts), 6, requires_grad=True)
+    out = dispatch(x, Route(experts=experts.unsqueeze(1), weights=None), bank)
+    expected = torch.cat([bank.expert(int(e), x[i : i + 1]) for i, e in enumerate(experts)])
+    assert torch.allclose(out, expected, atol=1e-6)
+    probe = torch.randn_like(out)
+    grads = {"allow_unused": True, "materialize_grads": True}  # expert 0 has no token: zero gradients
+    got = torch.autograd.grad((out * probe).sum(), [x, *bank.parameters()], **grads)
+    want = torch.autograd.grad((expected * probe).sum(), [x, *bank.parameters()], **grads)
+    assert all(torch.allclose(g, w, atol=1e-5) for g, w in zip(got, want, strict=True))
 
 
 class _Scripted(torch.nn.Module):

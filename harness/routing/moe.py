@@ -93,6 +93,17 @@ class FFNExperts(ExpertBank):
         return F.linear(hidden, mean_of(self.w_down), mean_of(self.b_down))
 
 
+ROW_MULTIPLE = 32
+
+
+def _rows_to_multiple(group: torch.Tensor) -> torch.Tensor:
+    """The group with zero rows appended up to a multiple of ``ROW_MULTIPLE``. An expert's group size changes with
+    every batch; oneDNN (bf16, AMX) builds a GEMM kernel per new shape, which cost more than the GEMM itself, while
+    rounded sizes repeat and hit its cache (measured: 1,200-1,400 rows 3.5 ms a call, 1,280/1,344 rows 0.58 ms)."""
+    extra = -group.shape[0] % ROW_MULTIPLE
+    return F.pad(group, (0, 0, 0, extra)) if extra else group
+
+
 def dispatch(x: torch.Tensor, route: Route, bank: ExpertBank) -> torch.Tensor:
     """Σₖ wₖ · expertₖ(x) per token: assignments sorted by expert, one call per expert on its group."""
     n, k = route.experts.shape
@@ -107,7 +118,7 @@ def dispatch(x: torch.Tensor, route: Route, bank: ExpertBank) -> torch.Tensor:
     counts = torch.bincount(experts, minlength=bank.n_experts).tolist()
     token = token[order]
     groups = x.index_select(0, token).split(counts)
-    outputs = [bank.expert(e, group) for e, group in enumerate(groups) if counts[e]]
+    outputs = [bank.expert(e, _rows_to_multiple(group))[: counts[e]] for e, group in enumerate(groups) if counts[e]]
     if not outputs:
         return torch.zeros_like(x)
     combined = torch.cat(outputs)

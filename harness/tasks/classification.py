@@ -12,7 +12,7 @@ import datasets
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from harness.core.errors import BenchError
-from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, families, most_frequent, read_text
+from harness.tasks.base import PAD_MULTIPLE, Predicted, Prompted, Split, TaskSpec, families, most_frequent, read_text
 from harness.tasks.metrics import classification_metrics
 
 
@@ -122,7 +122,7 @@ class ClassificationFamily:
         return AutoModelForSequenceClassification
 
     def collator(self, tokenizer: Any) -> Any:
-        return DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        return DataCollatorWithPadding(tokenizer, return_tensors="pt", pad_to_multiple_of=PAD_MULTIPLE)
 
     def decode(self, argmax: list[Any], inputs: Any, gold: list[int], labels: list[str]) -> list[int]:
         return [int(a) for a in argmax]

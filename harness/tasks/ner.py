@@ -14,7 +14,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from harness.core.errors import BenchError
-from harness.tasks.base import Predicted, Prompted, Split, TaskSpec, families, most_frequent, read_text
+from harness.tasks.base import PAD_MULTIPLE, Predicted, Prompted, Split, TaskSpec, families, most_frequent, read_text
 from harness.tasks.metrics import ner_metrics
 
 # what a prompt tells the model each CoNLL type is called; other types are shown lower-cased
@@ -129,7 +129,9 @@ class NerFamily:
         return AutoModelForTokenClassification
 
     def collator(self, tokenizer: Any) -> Any:
-        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE, return_tensors="pt")
+        return DataCollatorForTokenClassification(
+            tokenizer, label_pad_token_id=IGNORE, return_tensors="pt", pad_to_multiple_of=PAD_MULTIPLE
+        )
 
     def decode(self, argmax: list[Any], inputs: Any, gold: list[list[str]], labels: list[str]) -> list[list[str]]:
         """Word-level tags from first-sub-token predictions.
