@@ -32,7 +32,9 @@ def test_learns_a_toy_task_and_writes_a_full_record(toy, tmp_path):
     assert record.metrics.validation == record.history[record.metrics.best_epoch - 1].validation
     cost = record.cost
     assert cost.trainable_params == cost.total_params > 0
-    assert 0 <= cost.padding_fraction < 0.2 and cost.tokens_per_second > 0
+    # toy sentences of 5-15 tokens, batches rounded up to a multiple of 8 tokens (PAD_MULTIPLE): length-grouped
+    # batches leave 31 % padding, random ones would leave 45 % (unrounded: 3.5 % against 30.5 %)
+    assert 0 <= cost.padding_fraction < 0.35 and cost.tokens_per_second > 0
     assert record.env["data_fingerprint"] and record.env["torch"] and "git" in record.env
     predictions = json.loads((out / "predictions" / f"{record.config_hash}.json").read_text())
     assert len(predictions) == 80
