@@ -123,7 +123,8 @@ def measure(cell: Cell, device: str) -> tuple[dict[str, float], Any]:
     with patched(clock):
         record = run_cell(cell, device, progress=False).record
     s = clock.seconds
-    s["loop"] = s.pop("epochs") - s["forward"] - s["backward"] - s["clip"] - s["step"]
+    # validation runs inside the epochs (every eval_every steps or at each epoch's end)
+    s["loop"] = s.pop("epochs") - s["forward"] - s["backward"] - s["clip"] - s["step"] - s["validation"]
     s["cell"] = time.perf_counter() - started - sum(s[k] for k in ("data", "build", "validation", "test", "loop"))
     s["cell"] -= s["forward"] + s["backward"] + s["clip"] + s["step"]
     return dict(s), record
@@ -137,7 +138,9 @@ def op_table(cell: Cell, device: str, rows: int) -> str:
 
 
 def with_train(cell: Cell, **fields: Any) -> Cell:
-    return cell.model_copy(update={"train": cell.train.model_copy(update=fields)})
+    """The cell with these training fields, and no early stopping: the dense and the routed cell take the same
+    steps, so their times compare step for step."""
+    return cell.model_copy(update={"train": cell.train.model_copy(update={"patience": None} | fields)})
 
 
 def pick(cells: list[Cell], strategy: str, seed: int) -> Cell:

@@ -85,9 +85,7 @@ def test_missing_file_names_the_path(tmp_path):
         read_splits(NER, tmp_path)
 
 
-@pytest.mark.parametrize(
-    ("name", "header", "line"), [("train.conll", b"", 3), ("train.tsv", b"sentence\tlabel\n", 4)]
-)
+@pytest.mark.parametrize(("name", "header", "line"), [("train.conll", b"", 3), ("train.tsv", b"sentence\tlabel\n", 4)])
 def test_a_file_that_is_not_utf8_names_its_line(tmp_path, name, header, line):
     """A Latin-1 'é' (byte 0xE9) after two good lines: the error names file, line and column, not only the byte."""
     good = b"EU B-ORG\n" if name.endswith("conll") else b"fine\t1\n"

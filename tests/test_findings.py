@@ -201,3 +201,30 @@ def test_a_hypothesis_about_the_router_compares_its_load_entropy(tmp_path):
     )
     brief = write_report(records, tmp_path / "r", ReportSettings(hypotheses=[h]))[4].read_text()
     assert "sst2 hypothesis collapse: reproduced (expect load_entropy: a < b; Δ -0.778 [-1.029, -0.527]" in brief
+
+
+def test_a_comparison_with_an_unconverged_row_is_not_judged_and_gets_no_seeds(tmp_path):
+    """The same numbers as the hand-computed test above, but one LoRA seed reached its cap: "lora beats full" is
+    not converged (naming the row) instead of undecided, and an adaptive run would not give LoRA another seed;
+    "adapters beat full" keeps its verdict."""
+    from harness.analysis.findings import findings, open_keys
+    from harness.analysis.leaderboard import leaderboards
+
+    base = {1: 0.80, 2: 0.70, 3: 0.75}
+    records = [
+        _record(method, seed, score + shift / 100, converged=not (method == "lora" and seed == 2))
+        for seed, score in base.items()
+        for method, shift in (("full", 0), ("adapter", 9 + seed - 1), ("lora", seed))
+    ]
+    settings = ReportSettings(
+        hypotheses=[
+            _hypothesis("adapters beat full", "adapter", "full", "a > b"),
+            _hypothesis("lora beats full", "lora", "full", "a > b"),
+        ]
+    )
+    tables = leaderboards(records, settings)
+    verdicts = {f.name: (f.verdict, f.unconverged) for f in findings(tables, settings)}
+    assert verdicts == {"adapters beat full": ("reproduced", ()), "lora beats full": ("not converged", ("lora/none",))}
+    assert open_keys(tables, settings, {r.row.key for r in records}) == set()
+    brief = write_report(records, tmp_path / "report", settings)[4].read_text()
+    assert "lora beats full: not converged (lora/none) (expect a > b; Δ +2.00 [-0.48, 4.48]" in brief

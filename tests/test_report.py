@@ -128,7 +128,12 @@ def _record(method: str | dict, seed: int, score: float, *, task="sst2", regime=
         return cell.record("failed", {"headline": headline}, {}, error="RuntimeError: fixture")
     return cell.record(
         "done",
-        {"headline": headline, "test": {headline: score}, "validation": {headline: score + 0.01}},
+        {
+            "headline": headline,
+            "test": {headline: score},
+            "validation": {headline: score + 0.01},
+            "converged": extra.pop("converged", None),
+        },
         {},
         search=search,
         history=[{"epoch": e, "train_loss": 0.5, "validation": {headline: score * e / 3}} for e in (1, 2, 3)],

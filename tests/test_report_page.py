@@ -47,13 +47,17 @@ def _sorting_records() -> list[Record]:
 
 def _wide_records() -> list[Record]:
     """Every column as wide as real suites make it: a real backbone's name, long method and routing descriptions, a
-    searched row, few-shot rows, costs in the millions, a collapsed router's `!`, a failed row."""
+    searched row, few-shot rows, costs in the millions, a collapsed router's `!`, a failed row, a row whose cells
+    reached their training cap."""
     few, collapsed = {"shots": 16, "split_seed": 1}, {"load_entropy": 0.012, "collapsed": True}
     records = []
     for task in ("sst2", "conll"):
         row = {"task": task, "backbone": "bert-base-multilingual-cased"}
         records += [_costly(_record("full", s, 0.757 + s / 1000, **row), 22_713_216) for s in (1, 2, 3)]
-        records += [_costly(_record(LONG_LORA, s, 0.748, routing=LONG_SWITCH, **row), 1_234_567) for s in (1, 2)]
+        records += [
+            _costly(_record(LONG_LORA, s, 0.748, routing=LONG_SWITCH, converged=s == 1, **row), 1_234_567)
+            for s in (1, 2)
+        ]
         records += [_costly(_record("lora", s, 0.73, search={"lr": 3e-4, "method.r": 8}, **row), 9_999) for s in (1, 2)]
         records += [
             _costly(
@@ -178,4 +182,5 @@ def test_the_widest_leaderboard_fits_a_1400_px_window(tmp_path):
     overflow = json.loads(re.search(r'data-overflow="([^"]*)"', dom).group(1))
     assert overflow and all(extra <= 0 for extra in overflow), overflow
     (_, headers), *_ = _Leaderboards(dom).tables[0]
-    assert len(headers) == 19 and "lora r=16 alpha=32 dropout=0.05 lr=0.0001" in dom and " !" in dom
+    assert len(headers) == 20 and "1/2 (cap)" in dom
+    assert "lora r=16 alpha=32 dropout=0.05 lr=0.0001" in dom and " !" in dom

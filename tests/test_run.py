@@ -96,14 +96,15 @@ def test_smoke_suite_end_to_end_and_report(smoke_serial, tmp_path):
     out, report, result = smoke_serial
     assert result.returncode == 0, result.stderr
     assert "## conll2003" in result.stdout and "## sst2" in result.stdout
-    # the run ends with where to look: per task the best row, the baseline and the rows beyond noise, then the page
-    last = result.stdout.strip().splitlines()[-8:]
+    # the run ends with where to look: per task the best row, the baseline, the rows beyond noise and those that
+    # trained to their cap (the smoke suite's fixed 1-2 epochs, no patience), then the page
+    last = result.stdout.strip().splitlines()[-10:]
     assert last[0] == f"6 cells run (0 failed), 0 skipped as done; records in {out}/cells"
-    parts = ("best", "baseline", "beyond noise (p Holm < 0.05)")
-    assert [line.split(":")[0] for line in last[1:7]] == [
+    parts = ("best", "baseline", "beyond noise (p Holm < 0.05)", "not converged (reached the training cap before ")
+    assert [line.split(":")[0].split("patience")[0] for line in last[1:9]] == [
         f"{t} {part}" for t in ("conll2003", "sst2") for part in parts
     ]
-    assert last[7] == f"report: {report / 'index.html'}"
+    assert last[9] == f"report: {report / 'index.html'}"
     hashes = {p.stem for p in (out / "cells").glob("*.json")}
     assert len(hashes) == 6
     # every cell's trained weights: the full model, routed LoRA experts, the few-shot adapter
@@ -205,3 +206,68 @@ def test_ctrl_c_mid_cell_is_one_line_and_resumable(toy, tmp_path):
     assert proc.wait(timeout=60) == 130
     assert lines[-1].startswith("interrupted: finished cells are recorded") and "Traceback" not in "".join(lines)
     assert not list((tmp_path / "out").glob("cells/*.json"))  # the interrupted cell left no record
+
+
+def _scripted_validation(monkeypatch, scores: list[float]) -> list[float]:
+    """Validation returns ``scores`` in turn, from the start again for the next cell (the real metrics otherwise);
+    returns the sum of the model's weights at each validation, to tell which state the run kept."""
+    from harness.run import train as loop
+
+    real, seen = loop.evaluate, []
+
+    def scripted(model, batches, family, labels, batch_size):
+        metrics, predictions = real(model, batches, family, labels, batch_size)
+        seen.append(sum(float(p.detach().double().sum()) for p in model.parameters()))
+        return metrics | {"f1": scores[(len(seen) - 1) % len(scores)]}, predictions
+
+    monkeypatch.setattr(loop, "evaluate", scripted)
+    return seen
+
+
+def test_training_stops_when_patience_runs_out_and_keeps_the_best_state(toy, tmp_path, monkeypatch):
+    """Validation every 5 steps (300 sentences / 16 = 19 steps an epoch), patience 2, min_delta 0.001: 0.5004
+    after 0.5 is no improvement, 0.6 is (stale count back to 0), then 0.6 and 0.55 use up the patience at step 30,
+    in epoch 2 of a cap of 20 epochs. The model tested is the one validated at step 20."""
+    from harness.run import execute
+
+    seen = _scripted_validation(monkeypatch, [0.2, 0.5, 0.5004, 0.6, 0.6, 0.55] + [0.9] * 100)
+    tested = []
+    real_test = execute.evaluate
+    monkeypatch.setattr(
+        execute,
+        "evaluate",
+        lambda model, *a: (
+            tested.append(sum(float(p.detach().double().sum()) for p in model.parameters())) or real_test(model, *a)
+        ),
+    )
+    path = toy(epochs=20)
+    path.write_text(path.read_text().replace("warmup_ratio: 0.0}", "warmup_ratio: 0.0, eval_every: 5, patience: 2, "
+                                             "min_delta: 0.001}"))  # fmt: skip
+    out = tmp_path / "out"
+    run_cells(expand(load_suite(path), path), out, QUIET, log=lambda _: None)
+    (record,) = ResultStore(out).records()
+    assert [(h.evaluation, h.epoch, h.step) for h in record.history] == [
+        (1, 1, 5), (2, 1, 10), (3, 1, 15), (4, 2, 20), (5, 2, 25), (6, 2, 30)
+    ]  # fmt: skip
+    assert record.metrics.converged is True and record.cost.steps == 30
+    assert (record.metrics.best_step, record.metrics.best_epoch, record.metrics.validation["f1"]) == (20, 2, 0.6)
+    assert tested == [seen[3]] and len(set(seen)) == 6  # the state of validation 4, and every state differed
+
+
+def test_a_run_that_reaches_its_cap_is_marked_not_converged_everywhere(toy, tmp_path, monkeypatch):
+    """No patience: the run trains to its cap (2 epochs) and says so in the record, the leaderboard and the
+    summary (the findings: ``test_findings``)."""
+    _scripted_validation(monkeypatch, [0.5, 0.7])
+    path = toy(seeds="[1, 2]", epochs=2)
+    out, report = tmp_path / "out", tmp_path / "report"
+    run_cells(expand(load_suite(path), path), out, QUIET, log=lambda _: None)
+    records = ResultStore(out).records()
+    assert [r.metrics.converged for r in records] == [False, False]
+    assert [r.metrics.best_step for r in records] == [38, 38]
+    from harness.analysis.report import write_report
+
+    md, *_, brief = write_report(records, report)
+    assert "| 0/2 (cap)   |" in md.read_text()
+    assert "not converged (reached the training cap before patience ran out): full/none (2 of 2 cells)" in (
+        brief.read_text()
+    )

@@ -36,7 +36,7 @@ MISTAKES = [
     (
         "train: {epochs: 2, lrr: 1.0e-3}",
         8,
-        ["train.lrr", "unknown field 'lrr'", "allowed: epochs, batch_size"],
+        ["train.lrr", "unknown field 'lrr'", "allowed: epochs, max_steps, batch_size"],
     ),
     ("train: {epochs: two, lr: 1.0e-3}", 8, ["train.epochs", "valid integer", "'two'"]),
     ("train: {epochs: 2, lr: -1}", 8, ["train.lr", "greater than 0"]),

@@ -2,6 +2,9 @@
 undecided) and, when the suite declares none, each row against the baseline. The same replay tells the adaptive
 run which rows still need seeds and the report why each row stopped.
 
+A comparison with a row that has a cell which reached its training cap without converging gets no verdict but
+``not converged``: such a row has not shown what its method can do, and no number of seeds changes that.
+
 A look reads the seeds up to n (n = the plan's min, min + 1, …, max; one look at every seed without a plan) and
 takes the t interval of the mean difference a − b (scores ×100) over the seeds both rows ran, paired by seed
 (Welch's when they share fewer than two), at confidence 1 − alpha / looks. With Bonferroni over the planned looks
@@ -24,6 +27,7 @@ from harness.records.settings import Hypothesis, ReportSettings, RowRef, SeedPla
 
 LEVEL = 0.05  # alpha with fixed seeds (one look)
 UNDECIDED = "undecided"
+NOT_CONVERGED = "not converged"
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,12 @@ class Finding:
     a: str
     b: str
     expect: str
-    verdict: str  # reproduced | contradicted (hypotheses), differs | equivalent (baseline), or undecided
+    verdict: str  # reproduced | contradicted (hypotheses), differs | equivalent (baseline), undecided, not converged
     look: Look | None  # None: a side has fewer than two seeds
     keys: tuple[tuple[str, ...], tuple[str, ...]]  # each row's record keys (a row of a searched method has one)
     source: str = ""
     metric: str = "score"
+    unconverged: tuple[str, ...] = ()  # the rows (a, b or both) with a cell that stopped at its cap
 
 
 def seed_of(unit: str) -> int:
@@ -114,6 +119,10 @@ def _replay(
     return UNDECIDED, last
 
 
+def _unconverged(*rows: pd.Series) -> tuple[str, ...]:
+    return tuple(row_name(row) for row in rows if row["unconverged"])
+
+
 def _picked(table: pd.DataFrame, ref: RowRef) -> pd.Series | None:
     rows = [row for _, row in table.iterrows() if ref.picks({axis: str(row[axis]) for axis in AXES})]
     return rows[0] if len(rows) == 1 and rows[0]["seeds"] > 0 else None
@@ -141,6 +150,7 @@ def _hypothesis(task: str, table: pd.DataFrame, h: Hypothesis, plan: SeedPlan | 
     if a is None or b is None:
         return None
     verdict, look = _replay(a, b, plan, partial(claim_verdict, h.expect, h.margin), h.metric)
+    unconverged = _unconverged(a, b)
     expect = h.expect + (f" (margin {h.margin:g})" if h.margin else "")
     return Finding(
         task=task,
@@ -148,11 +158,12 @@ def _hypothesis(task: str, table: pd.DataFrame, h: Hypothesis, plan: SeedPlan | 
         a=row_name(a),
         b=row_name(b),
         expect=expect if h.metric == "score" else f"{h.metric}: {expect}",
-        verdict=verdict,
+        verdict=NOT_CONVERGED if unconverged else verdict,
         look=look,
         keys=(tuple(a["keys"]), tuple(b["keys"])),
         source=h.source,
         metric=h.metric,
+        unconverged=unconverged,
     )
 
 
@@ -164,9 +175,10 @@ def _against_baseline(task: str, table: pd.DataFrame, plan: SeedPlan | None) -> 
     out = []
     for _, row in table[~table["baseline"] & (table["seeds"] > 0)].iterrows():
         verdict, look = _replay(row, base_row, plan, partial(baseline_verdict, margin))
-        name = f"{row_name(row)} vs baseline"
-        keys = (tuple(row["keys"]), tuple(base_row["keys"]))
-        out.append(Finding(task, name, row_name(row), row_name(base_row), "a != b", verdict, look, keys))
+        unconverged, keys = _unconverged(row, base_row), (tuple(row["keys"]), tuple(base_row["keys"]))
+        verdict = NOT_CONVERGED if unconverged else verdict
+        a, b = row_name(row), row_name(base_row)
+        out.append(Finding(task, f"{a} vs baseline", a, b, "a != b", verdict, look, keys, unconverged=unconverged))
     return out
 
 
@@ -200,7 +212,9 @@ def note(settings: ReportSettings) -> str:
         f"ran it (else Welch); interval: its t interval at confidence {level(settings)}; p: the same t test, "
         "two-sided; verdict: reproduced when the interval lies inside the claim, contradicted when it lies outside "
         "it, else undecided at these seeds. Each hypothesis is tested at this level on its own (no adjustment "
-        "across hypotheses)."
+        "across hypotheses). not converged: a row of the comparison has a cell that reached its training cap "
+        "before its validation score stopped improving (patience), so the difference says what the budget allowed, "
+        "not what the methods can do; it is shown, not judged, and no seeds are added for it."
     )
 
 
@@ -222,14 +236,18 @@ def findings_table(found: list[Finding]) -> pd.DataFrame:
         delta, interval, p, seeds = _interval(f)
         rows.append(
             {"task": f.task, "hypothesis": f.name, "a": f.a, "b": f.b, "expect": f.expect, "Δ (a − b)": delta,
-             "interval": interval, "p": p, "seeds a/b": seeds, "verdict": f.verdict, "source": f.source or "-"}
+             "interval": interval, "p": p, "seeds a/b": seeds, "verdict": verdict_text(f), "source": f.source or "-"}
         )  # fmt: skip
     return pd.DataFrame(rows)
 
 
+def verdict_text(f: Finding) -> str:
+    return f"{f.verdict} ({'; '.join(f.unconverged)})" if f.unconverged else f.verdict
+
+
 def finding_line(f: Finding) -> str:
     delta, interval, _, seeds = _interval(f)
-    return f"{f.task} hypothesis {f.name}: {f.verdict} (expect {f.expect}; Δ {delta} {interval}; seeds {seeds})"
+    return f"{f.task} hypothesis {f.name}: {verdict_text(f)} (expect {f.expect}; Δ {delta} {interval}; seeds {seeds})"
 
 
 def seeds_table(tables: dict[str, pd.DataFrame], settings: ReportSettings) -> pd.DataFrame:
@@ -246,6 +264,9 @@ def seeds_table(tables: dict[str, pd.DataFrame], settings: ReportSettings) -> pd
 def _why(row: pd.Series, mine: list[Finding], plan: SeedPlan | None) -> str:
     if not mine:
         return "in no comparison: the minimum"
+    unconverged = [f.name for f in mine if f.verdict == NOT_CONVERGED]
+    if unconverged:
+        return "not converged, no seeds spent on: " + "; ".join(unconverged)
     undecided = [f.name for f in mine if f.verdict == UNDECIDED]
     if not undecided:
         return "decided: " + "; ".join(f"{f.name} {f.verdict} at seed {f.look.seed}" for f in mine)

@@ -30,7 +30,9 @@ PAGE = jinja2.Template(
 <i>Δ</i>: difference of means to the baseline row (points); <i>p (Holm)</i>: exact permutation test over seeds
 (sign flips of the per-seed differences where both rows ran the same seeds; the trained model is the unit, the test
 set held fixed; the smallest p n seeds allow is 2/2ⁿ), Holm-adjusted across the table's rows; "-" with fewer than
-two seeds. Best value per column
+two seeds. <i>converged</i>: the row's trained cells that stopped on patience, of all its trained cells; <i>(cap)</i>
+marks a row with a cell that reached its training cap first: it has not shown what its method can do, and no
+finding judges it. Best value per column
 in <b>bold green</b>. {{ records }} records. Click a column header to sort the rows by it (again: the other way);
 the box above a table keeps the rows that hold every word typed in it.</p>
 {% for task, lines, table in tables %}<h2>{{ task }}</h2>

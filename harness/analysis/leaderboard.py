@@ -38,6 +38,7 @@ HEADERS = {
     "val": "val",
     "seeds": "seeds",
     "failed": "failed",
+    "converged": "converged",
     "delta": "Δ",
     "p": "p (Holm)",
     "trainable_params": "trainable params",
@@ -77,6 +78,8 @@ def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
         "val_sd": (done["validation"] * 100).std(ddof=1) if len(done) > 1 else math.nan,
         "seeds": len(done),
         "failed": int((cell["status"] != "done").sum()),
+        "trained": int(done["converged"].notna().sum()),
+        "unconverged": int((done["converged"] == False).sum()),  # noqa: E712 (a column of True/False/None)
         "trainable_params": first["trainable_params"] if first is not None else math.nan,
         "train_seconds": done["train_seconds"].mean(),
         "tokens_per_second": done["tokens_per_second"].mean(),
@@ -153,6 +156,7 @@ def display(table: pd.DataFrame, bold: Callable[[str], str]) -> pd.DataFrame:
             "val": _mean_sd(row["val"], row["val_sd"], row["seeds"], row["failed"]),
             "seeds": str(row["seeds"]),
             "failed": str(row["failed"]),
+            "converged": converged_text(row),
             "delta": "baseline" if row["baseline"] else _number(row["delta"], "{:+.2f}"),
             "p": p_text(row["p"]),
             "trainable_params": _number(row["trainable_params"], "{:,.0f}"),
@@ -175,6 +179,15 @@ def _mean_sd(mean: float, sd: float, seeds: int, failed: int) -> str:
 
 def _number(value: Any, template: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else template.format(value)
+
+
+def converged_text(row: pd.Series) -> str:
+    """How many of the row's trained cells stopped on patience, of how many; "-" for rows that train nothing.
+    A row with a cell that reached its cap is marked: it has not shown what its method can do."""
+    if not row["trained"]:
+        return "-"
+    text = f"{row['trained'] - row['unconverged']}/{row['trained']}"
+    return text + " (cap)" if row["unconverged"] else text
 
 
 def p_text(value: float) -> str:

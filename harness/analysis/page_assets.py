@@ -9,7 +9,7 @@ from __future__ import annotations
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-size: 11.5px; margin-bottom: 1em; }
+table { border-collapse: collapse; font-size: 11px; margin-bottom: 1em; }
 th, td { border-bottom: 1px solid #ddd; padding: 3px 4px; text-align: right; white-space: nowrap; }
 th { white-space: normal; vertical-align: bottom; background: #f3f3f3; }
 td:nth-child(-n+7), th:nth-child(-n+7) { text-align: left; }

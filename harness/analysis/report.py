@@ -40,7 +40,8 @@ def write_report(records: list[Record], out: Path, settings: ReportSettings | No
     note = (
         "scores ×100; test: mean ± sd over seeds; 95% CI: t interval of the mean over seeds; Δ: against the baseline "
         "row; p: exact permutation test over seeds (paired where both rows ran them; the trained model is the unit, "
-        "the test set held fixed), Holm-adjusted across the table's rows; '-' with fewer than two seeds"
+        "the test set held fixed), Holm-adjusted across the table's rows; '-' with fewer than two seeds; converged: "
+        "trained cells that stopped on patience / trained cells, '(cap)' when one reached its training cap first"
     )
     sections = [f"# Leaderboard: {suite}\n\n{note}\n"]
     latex = []

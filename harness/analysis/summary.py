@@ -1,6 +1,6 @@
 """What a reader needs first, in three lines per task: the best row, the baseline, and which rows differ from the
 baseline beyond noise (the leaderboard's seed-level p, Holm-adjusted, below ``LEVEL``) — or why none can at
-this number of seeds."""
+this number of seeds; and a fourth when rows stopped at their training cap without converging."""
 
 from __future__ import annotations
 
@@ -26,10 +26,18 @@ def _score(row: pd.Series) -> str:
 
 
 def task_summary(task: str, table: pd.DataFrame) -> list[str]:
-    """Best row, baseline, and the rows beyond noise for one leaderboard table."""
+    """Best row, baseline, the rows beyond noise, and the rows not converged for one leaderboard table."""
     done = table[table["seeds"] > 0]
     if done.empty:
         return [f"{task}: no row finished"]
+    lines, capped = _comparison(task, done), done[done["unconverged"] > 0]
+    if not capped.empty:
+        shown = "; ".join(f"{row_name(r)} ({r['unconverged']} of {r['trained']} cells)" for _, r in capped.iterrows())
+        lines.append(f"{task} not converged (reached the training cap before patience ran out): {shown}")
+    return lines
+
+
+def _comparison(task: str, done: pd.DataFrame) -> list[str]:
     best, base = done.iloc[0], done[done["baseline"]]
     lines = [f"{task} best: {row_name(best)}, {_score(best)}"]
     if base.empty:

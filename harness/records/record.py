@@ -45,18 +45,24 @@ class Row(_Schema):
 class Metrics(_Schema):
     headline: str  # the task's headline metric, a key of ``test`` and ``validation``
     test: dict[str, Any] = {}
-    validation: dict[str, Any] = {}  # at the selected epoch; empty for methods that select nothing
+    validation: dict[str, Any] = {}  # at the selected validation; empty for methods that select nothing
     best_epoch: int | None = None
+    best_step: int | None = None  # the optimiser step of the selected validation
+    converged: bool | None = None  # stopped on patience (True) or at the cap (False); None: nothing trained
     test_source: str | None = None
     sizes: dict[str, int] = {}
     carve_removed: int | None = None  # training examples dropped so that no validation example overlaps them
 
 
-class Epoch(_Schema):
+class Evaluation(_Schema):
+    """One point of the validation curve."""
+
     epoch: int
-    train_loss: float
+    evaluation: int | None = None  # 1, 2, … (None in records written before validation could come mid-epoch)
+    step: int | None = None  # optimiser steps taken when it was measured
+    train_loss: float  # mean training loss since the previous validation
     validation: dict[str, Any]
-    routing: dict[str, Any] = {}  # the strategy's per-epoch headline (load entropy, skip rate …)
+    routing: dict[str, Any] = {}  # the strategy's telemetry headline for the epoch so far (load entropy …)
 
 
 class RoutingStats(_Schema):
@@ -114,7 +120,7 @@ class Record(_Schema):
     row: Row
     config: dict[str, Any]  # the cell's hashed fields, to reproduce it; the reading half never looks inside
     metrics: Metrics
-    history: list[Epoch] = []
+    history: list[Evaluation] = []
     routing_stats: RoutingStats = RoutingStats()
     cost: Cost = Cost()
     search: SearchSummary | None = None

@@ -135,6 +135,7 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "metric": r.metrics.headline,
                 "test": r.test_score,
                 "validation": r.validation_score,
+                "converged": r.metrics.converged,
                 "trainable_params": r.cost.trainable_params,
                 "train_seconds": r.cost.train_seconds,
                 "tokens_per_second": r.cost.tokens_per_second,

@@ -180,7 +180,13 @@ def _train_and_test(
     )
     weights = _saved(method, model) if save_weights else {}
     trainable, total = count_parameters(model)
-    metrics = {"best_epoch": result.best_epoch, "validation": result.validation, "test": test_metrics}
+    metrics = {
+        "best_epoch": result.best_epoch,
+        "best_step": result.best_step,
+        "converged": result.converged,
+        "validation": result.validation,
+        "test": test_metrics,
+    }
     cost = {
         "trainable_params": trainable,
         "total_params": total,

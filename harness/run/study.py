@@ -98,12 +98,12 @@ class _Pruning(Observer):
     def __init__(self, trial: optuna.Trial, metric: str) -> None:
         self.trial, self.metric = trial, metric
 
-    def on_epoch(self, entry: dict, steps: int, total_steps: int) -> None:
+    def on_evaluation(self, entry: dict, steps: int, total_steps: int) -> None:
         self.trial.set_user_attr("steps", steps)
         self.trial.set_user_attr("planned_steps", total_steps)
-        self.trial.report(entry["validation"][self.metric], entry["epoch"])
+        self.trial.report(entry["validation"][self.metric], entry["evaluation"])
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {entry['epoch']}")
+            raise optuna.TrialPruned(f"pruned after validation {entry['evaluation']} (step {entry['step']})")
 
 
 def study_name(cell: Cell) -> str:

@@ -57,9 +57,9 @@ class Run(Observer):
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
 
-    def on_epoch(self, entry: dict, steps: int, total_steps: int) -> None:
+    def on_evaluation(self, entry: dict, steps: int, total_steps: int) -> None:
         values = scalars(entry["validation"], "validation/") | scalars(entry.get("routing", {}), "routing/")
-        self.metrics(values | {"train/epoch_loss": entry["train_loss"]}, entry["epoch"])
+        self.metrics(values | {"train/loss_since_validation": entry["train_loss"]}, entry["step"])
         self.flush()
 
     def metrics(self, values: dict[str, float], step: int = 0) -> None:
@@ -117,8 +117,8 @@ class Recording(Observer):
     def on_step(self, step: int, values: dict[str, float]) -> None:
         self._keep("on_step", step, values)
 
-    def on_epoch(self, entry: dict, steps: int, total_steps: int) -> None:
-        self._keep("on_epoch", entry, steps, total_steps)
+    def on_evaluation(self, entry: dict, steps: int, total_steps: int) -> None:
+        self._keep("on_evaluation", entry, steps, total_steps)
 
     def metrics(self, values: dict[str, float], step: int = 0) -> None:
         self._keep("metrics", values, step)

@@ -1,4 +1,5 @@
-"""One training loop for every arm: AdamW, warm-up + linear decay, per-epoch validation, best state kept."""
+"""One training loop for every arm: AdamW, warm-up then linear decay over the cap (or constant), validation per
+epoch or every ``eval_every`` steps, the best state kept, early stopping on ``patience``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
+from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from harness.core.errors import CellFailed
 from harness.methods import Method
@@ -37,19 +38,22 @@ class Batches:
 
 class Observer:
     """What the loop tells the outside world as it goes: tracking logs through it, a search prunes through it
-    (by raising ``optuna.TrialPruned`` from ``on_epoch``)."""
+    (by raising ``optuna.TrialPruned`` from ``on_evaluation``)."""
 
     def on_step(self, step: int, values: dict[str, float]) -> None:
         """After optimiser step ``step`` (1-based): its loss and learning rate."""
 
-    def on_epoch(self, entry: dict, steps: int, total_steps: int) -> None:
-        """After an epoch's validation: the history entry, the steps taken so far and the steps planned."""
+    def on_evaluation(self, entry: dict, steps: int, total_steps: int) -> None:
+        """After a validation: the history entry (its ``evaluation`` number counts from 1), the steps taken so
+        far and the steps the cap allows."""
 
 
 @dataclass
 class TrainResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
+    best_step: int = 0
+    converged: bool = False  # stopped on patience before the cap (False: the cap ended it)
     validation: dict = field(default_factory=dict)
     train_seconds: float = 0.0
     steps: int = 0
@@ -91,6 +95,22 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
     return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
+def _schedule(optimizer: torch.optim.Optimizer, cfg: Any, cap: int) -> Any:
+    """Warm-up over ``warmup_ratio`` of the cap, then linear decay to 0 at the cap or a constant rate. Both are
+    fixed by the cap alone, so a run that stops early on patience took exactly the steps a longer one takes
+    first (HF Trainer's early stopping works the same way)."""
+    warmup = int(cfg.warmup_ratio * cap)
+    if cfg.schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
+    return get_linear_schedule_with_warmup(optimizer, warmup, cap)
+
+
+def planned_steps(n_examples: int, cfg: Any) -> int:
+    """The cap in optimiser steps: ``epochs`` epochs, or ``max_steps`` if that comes first."""
+    steps = math.ceil(n_examples / cfg.batch_size) * cfg.epochs
+    return steps if cfg.max_steps is None else min(steps, cfg.max_steps)
+
+
 @dataclass
 class _Optimisation:
     """AdamW with its gradient scaler and warm-up + linear decay schedule."""
@@ -112,10 +132,10 @@ class _Optimisation:
         return lr
 
 
-def _epoch_line(entry: dict, epochs: int, headline: str, seconds: float) -> str:
+def _evaluation_line(entry: dict, headline: str, epochs: int, total_steps: int, seconds: float) -> str:
     routed = "".join(f", {k} {v}" for k, v in entry.get("routing", {}).items())
     return (
-        f"  epoch {entry['epoch']}/{epochs}: train loss {entry['train_loss']:.4f}, "
+        f"  epoch {entry['epoch']}/{epochs}, step {entry['step']}/{total_steps}: train loss {entry['train_loss']:.4f}, "
         f"validation {headline} {entry['validation'][headline]:.4f}{routed} ({seconds:.0f}s training)"
     )
 
@@ -136,39 +156,72 @@ class Job:
     compute: Compute
 
 
+class _Selection:
+    """Validation at its points; keeps the best state (an improvement is more than ``min_delta`` above the best
+    so far; ties keep the earlier state) and says when ``patience`` validations in a row brought none."""
+
+    def __init__(self, job: Job, result: TrainResult, total_steps: int, log: Callable[[str], None], observers):
+        self.job, self.result, self.total_steps, self.log, self.observers = job, result, total_steps, log, observers
+        self.batches = Batches(job.data.validation, job.family, job.collate, job.compute)
+        self.best_score, self.best_state, self.stale = -math.inf, None, 0
+
+    def due(self, step_in_epoch: int, steps_in_epoch: int) -> bool:
+        """Validate every ``eval_every`` steps, at the end of every epoch, and at the cap."""
+        every = self.job.cfg.eval_every
+        at_end = step_in_epoch == steps_in_epoch or self.result.steps == self.total_steps
+        return at_end if every is None else self.result.steps % every == 0 or self.result.steps == self.total_steps
+
+    def __call__(self, epoch: int, train_loss: float) -> bool:
+        """Validate now; True when training should stop (patience used up)."""
+        job, cfg, headline = self.job, self.job.cfg, self.job.family.headline
+        metrics, _ = evaluate(job.model, self.batches, job.family, job.data.labels, cfg.eval_batch_size)
+        entry = {
+            "evaluation": len(self.result.history) + 1,
+            "epoch": epoch,
+            "step": self.result.steps,
+            "train_loss": train_loss,
+            "validation": metrics,
+        }
+        summary = job.routing.epoch_summary()
+        entry |= {"routing": summary} if summary else {}
+        self.result.history.append(entry)
+        self.log(_evaluation_line(entry, headline, cfg.epochs, self.total_steps, self.result.train_seconds))
+        for observer in self.observers:
+            observer.on_evaluation(entry, self.result.steps, self.total_steps)
+        job.model.train()
+        if metrics[headline] > self.best_score + (cfg.min_delta if self.best_state is not None else 0.0):
+            self.best_score, self.stale = metrics[headline], 0
+            self.result.best_epoch, self.result.best_step, self.result.validation = epoch, self.result.steps, metrics
+            self.best_state = {k: v.detach().clone() for k, v in job.model.state_dict().items()}
+            return False
+        self.stale += 1
+        return cfg.patience is not None and self.stale >= cfg.patience
+
+
 def train(
     job: Job,
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
     observers: Sequence[Observer] = (),
 ) -> TrainResult:
-    """Fine-tune ``job.model`` in place and leave it holding the weights of the best validation epoch."""
-    cfg, family = job.cfg, job.family
-    train_batches = Batches(job.data.train, family, job.collate, job.compute)
-    validation_batches = Batches(job.data.validation, family, job.collate, job.compute)
-    total_steps = math.ceil(len(train_batches.rows) / cfg.batch_size) * cfg.epochs
+    """Fine-tune ``job.model`` in place until patience runs out or the cap is reached, and leave it holding the
+    weights of the best validation."""
+    cfg = job.cfg
+    train_batches = Batches(job.data.train, job.family, job.collate, job.compute)
+    total_steps = planned_steps(len(train_batches.rows), cfg)
     optimizer = _optimizer(job.model, cfg.lr, cfg.weight_decay)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    optimisation = _Optimisation(optimizer, job.compute.grad_scaler(), schedule)
-    result, best_score, best_state = TrainResult(), -math.inf, None
+    optimisation = _Optimisation(optimizer, job.compute.grad_scaler(), _schedule(optimizer, cfg, total_steps))
+    result = TrainResult()
+    selection = _Selection(job, result, total_steps, log, observers)
     # disable=None: bars only on a terminal, never thousands of lines in a CI log
     bar = tqdm(total=total_steps, disable=None if progress else True, desc="train", unit="step", leave=False)
     for epoch in range(1, cfg.epochs + 1):
-        train_loss, seconds = _epoch(job, train_batches, epoch, optimisation, result, total_steps, observers, bar)
-        # -- validate; keep the best state (ties keep the earlier epoch)
-        metrics, _ = evaluate(job.model, validation_batches, family, job.data.labels, cfg.eval_batch_size)
-        entry = {"epoch": epoch, "train_loss": train_loss, "validation": metrics}
-        summary = job.routing.epoch_summary()
-        entry |= {"routing": summary} if summary else {}
-        result.history.append(entry)
-        log(_epoch_line(entry, cfg.epochs, family.headline, seconds))
-        for observer in observers:
-            observer.on_epoch(entry, result.steps, total_steps)
-        if metrics[family.headline] > best_score:
-            best_score, result.best_epoch, result.validation = metrics[family.headline], epoch, metrics
-            best_state = {k: v.detach().clone() for k, v in job.model.state_dict().items()}
+        stop = _epoch(job, train_batches, epoch, optimisation, result, selection, observers, bar)
+        if stop or result.steps >= total_steps:
+            result.converged = stop
+            break
     bar.close()
-    job.model.load_state_dict(best_state)
+    job.model.load_state_dict(selection.best_state)
     return result
 
 
@@ -178,21 +231,23 @@ def _epoch(
     epoch: int,
     optimisation: _Optimisation,
     result: TrainResult,
-    total_steps: int,
+    selection: _Selection,
     observers: Sequence[Observer],
     bar: Any,
-) -> tuple[float, float]:
-    """One pass over the training split in this epoch's batch order; returns the mean loss and the seconds."""
+) -> bool:
+    """One pass over the training split in this epoch's batch order, validating where due; True when the
+    selection says stop. Ends early at the cap."""
     cfg, model, routing = job.cfg, job.model, job.routing
     # length-grouped batches (or plain random ones), reshuffled every epoch by seed
     if cfg.group_by_length:
         order = length_grouped_batches(batches.lengths, cfg.batch_size, job.seed * 1000 + epoch)
     else:
         order = random_batches(len(batches.lengths), cfg.batch_size, job.seed * 1000 + epoch)
+    order = order[: selection.total_steps - result.steps]
     model.train()
     routing.start_epoch()
-    started, loss_sum = time.perf_counter(), 0.0
-    for indices, batch in zip(order, batches(order), strict=True):
+    started, loss_sum, losses = time.perf_counter(), 0.0, 0
+    for position, (indices, batch) in enumerate(zip(order, batches(order), strict=True), start=1):
         with job.compute.autocast():
             loss = routing.loss(model, batch)
         step_loss = loss.item()  # the step's one device sync
@@ -200,15 +255,20 @@ def _epoch(
             raise CellFailed(f"loss became {step_loss} at epoch {epoch}, step {result.steps + 1}")
         lr = optimisation.step(model, loss, cfg.max_grad_norm)
         job.method.on_step(model, result.steps)
-        routing.on_step(result.steps, total_steps)
+        routing.on_step(result.steps, selection.total_steps)
         result.steps += 1
         result.real_tokens += sum(batches.lengths[i] for i in indices)
         result.padded_tokens += batch["attention_mask"].numel()
-        loss_sum += step_loss
+        loss_sum, losses = loss_sum + step_loss, losses + 1
         for observer in observers:
             observer.on_step(result.steps, {"loss": step_loss, "lr": lr})
         bar.update()
         bar.set_postfix(epoch=epoch, loss=f"{step_loss:.4f}")
-    seconds = time.perf_counter() - started
-    result.train_seconds += seconds
-    return loss_sum / len(order), seconds
+        if selection.due(position, len(order)):
+            result.train_seconds += time.perf_counter() - started
+            stop = selection(epoch, loss_sum / losses)
+            started, loss_sum, losses = time.perf_counter(), 0.0, 0
+            if stop:
+                return True
+    result.train_seconds += time.perf_counter() - started
+    return False

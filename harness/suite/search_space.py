@@ -115,8 +115,9 @@ class Search(Strict):
         return TrialSeededSampler(self.sampler_for)
 
     def pruner_for(self) -> optuna.pruners.BasePruner:
-        """Pruners see one value per epoch: median stops a trial whose value at an epoch is below the median
-        of earlier trials at that epoch (once 3 trials have finished); hyperband treats epochs as the resource."""
+        """Pruners see one value per validation (per epoch unless ``eval_every`` is set): median stops a trial
+        whose value at its n-th validation is below the median of earlier trials' n-th (once 3 trials have
+        finished); hyperband treats validations as the resource."""
         if self.pruner == "median":
             return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
         if self.pruner == "hyperband":

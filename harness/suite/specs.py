@@ -29,12 +29,21 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class TrainConfig(Strict):
-    """Training budget and optimiser settings; every field here is part of the config hash."""
+    """Training budget and optimiser settings; every field here is part of the config hash.
+
+    ``epochs`` (and ``max_steps``, if set) is the cap. With ``patience`` the run stops earlier, once that many
+    validations in a row improved the headline by no more than ``min_delta``, and the record says it converged;
+    a run that reaches the cap says it did not."""
 
     epochs: PositiveInt = 3
+    max_steps: PositiveInt | None = None
     batch_size: PositiveInt = 32
     eval_batch_size: PositiveInt = 128
+    eval_every: PositiveInt | None = None  # validate every N optimiser steps; None: after every epoch
+    patience: PositiveInt | None = None  # None: no early stopping, train to the cap
+    min_delta: Annotated[float, Field(ge=0, lt=1)] = 0.0  # headline units: 0.002 is 0.2 points
     lr: PositiveFloat = 5e-5
+    schedule: Literal["linear", "constant"] = "linear"  # after warm-up: decay to 0 at the cap, or constant
     weight_decay: Annotated[float, Field(ge=0)] = 0.01
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     max_grad_norm: PositiveFloat = 1.0
@@ -46,8 +55,18 @@ class TrainConfig(Strict):
 
     def identity(self) -> dict[str, Any]:
         """The hashed form: fields added after records existed are left out at their neutral default, so those
-        records keep their hashes (fp32 is what every earlier cell ran)."""
-        return self.model_dump(exclude={"precision"} if self.precision == "fp32" else set())
+        records keep their hashes (fp32, no early stopping, per-epoch validation is what every earlier cell ran)."""
+        return self.model_dump(exclude={k for k, v in _NEUTRAL.items() if getattr(self, k) == v})
+
+
+_NEUTRAL = {
+    "precision": "fp32",
+    "max_steps": None,
+    "eval_every": None,
+    "patience": None,
+    "min_delta": 0.0,
+    "schedule": "linear",
+}
 
 
 # A profile overrides any subset of the training fields, e.g. {train_subset: 4000, epochs: 2}.
