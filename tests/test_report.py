@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from seqeval.metrics import f1_score
 
 from harness.analysis import plots
@@ -20,10 +21,10 @@ from harness.analysis.agreement import agreement
 from harness.analysis.check import simulate
 from harness.analysis.leaderboard import leaderboards
 from harness.analysis.report import write_report
-from harness.analysis.stats import holm, seed_permutation_p, t_interval
+from harness.analysis.stats import holm, seed_test, t_interval
 from harness.analysis.summary import summary
 from harness.records.record import Record, SearchSummary
-from harness.records.settings import CheckRule, ReportSettings
+from harness.records.settings import CheckRule, Hypothesis, ReportSettings
 from harness.records.store import ResultStore
 from harness.suite.cell import Cell
 from harness.suite.search_space import Search
@@ -48,13 +49,23 @@ def test_t_interval_has_its_stated_coverage_at_three_and_five_seeds():
         assert 0.93 <= covered / len(draws) <= 0.97, (n, covered)
 
 
-def test_seed_permutation_p_values_by_hand():
-    # paired: d = (1, 2, 3); of the 8 sign flips only +++ and --- reach |mean| = 2: p = 2/8
-    assert seed_permutation_p([11, 12, 13], [10, 10, 10], paired=True) == pytest.approx(2 / 8)
-    assert seed_permutation_p([5, 5], [5, 5], paired=True) == 1.0
-    # unpaired: {1, 2} vs {3, 4}; of the 6 splits of the pooled four, two reach |Δ| = 2: p = 2/6
-    assert seed_permutation_p([1, 2], [3, 4], paired=False) == pytest.approx(2 / 6)
-    assert np.isnan(seed_permutation_p([1.0], [2.0, 3.0], paired=False))
+def test_the_seed_test_by_hand():
+    """Paired over shared seeds: d = (1, 2, 3), mean 2, sd 1, se 1/√3, t = 2√3 on 2 df. Welch when no two seeds
+    are shared: {1, 2} against {3, 4}, se √(0.5/2 + 0.5/2) = √0.5, df (0.5)² / (2 · 0.25²) = 2, t = −2/√0.5."""
+    paired = seed_test({"1": 11, "2": 12, "3": 13}, {"1": 10, "2": 10, "3": 10, "4": 99})  # seed 4: unshared
+    assert (paired.paired, paired.difference, paired.se, paired.df) == (True, 2.0, pytest.approx(3**-0.5), 2)
+    assert paired.p == pytest.approx(2 * stats.t.sf(2 * 3**0.5, 2)) == pytest.approx(0.0742, abs=1e-4)
+    assert paired.p == pytest.approx(stats.ttest_rel([11, 12, 13], [10, 10, 10]).pvalue)
+    low, high = paired.interval(0.95)
+    assert (low, high) == (pytest.approx(2 - 4.302653 / 3**0.5), pytest.approx(2 + 4.302653 / 3**0.5))
+    # 80 % power at level 0.05: (t(0.975, 2) + t(0.8, 2)) · se = (4.3027 + 1.0607) / √3
+    assert paired.detectable(0.05) == pytest.approx((4.302653 + 1.060660) / 3**0.5, abs=1e-4)
+    welch = seed_test({"1": 1, "2": 2}, {"3": 3, "4": 4})
+    assert (welch.paired, welch.difference, welch.se, welch.df) == (False, -2.0, pytest.approx(0.5**0.5), 2)
+    assert welch.p == pytest.approx(stats.ttest_ind([1, 2], [3, 4], equal_var=False).pvalue)
+    assert seed_test({"1": 5, "2": 5}, {"1": 5, "2": 5}).p == 1.0  # no difference, no spread
+    assert seed_test({"1": 6, "2": 6}, {"1": 5, "2": 5}).p == 0.0  # a difference without spread is certain
+    assert seed_test({"1": 1.0}, {"2": 2.0, "3": 3.0}) is None  # one trained model is not a comparison
 
 
 def test_holm_adjustment_by_hand():
@@ -77,11 +88,24 @@ def test_a_tiny_effect_under_large_seed_variance_is_not_significant():
     assert _row(records, "lora")["p"] > 0.2
 
 
-@pytest.mark.parametrize("seeds", [3, 5])
-def test_every_seed_far_better_gives_the_smallest_p_the_seeds_allow(seeds):
-    records = [_record("full", s, 0.70 + 0.001 * s) for s in range(seeds)]
-    records += [_record("lora", s, 0.90 - 0.001 * s) for s in range(seeds)]
-    assert _row(records, "lora")["p"] == pytest.approx(2 / 2**seeds)
+def test_one_pair_of_rows_gets_one_p_in_the_leaderboard_the_findings_and_check(tmp_path):
+    """LoRA against full fine-tuning on three paired seeds: the leaderboard's p, the finding's p and interval, and
+    the standard error and degrees of freedom `bench check` bases its tolerance on all come from one test."""
+    from harness.analysis.check import drop_test
+    from harness.analysis.findings import findings
+
+    full, lora = {1: 0.80, 2: 0.78, 3: 0.81}, {1: 0.77, 2: 0.765, 3: 0.79}
+    records = [_record("full", s, v) for s, v in full.items()] + [_record("lora", s, v) for s, v in lora.items()]
+    hypothesis = Hypothesis(name="lora trails", a={"method": "lora"}, b={"method": "full"}, expect="a < b")
+    settings = ReportSettings(hypotheses=[hypothesis])
+    tables = leaderboards(records, settings)
+    expected = seed_test({str(s): 100 * v for s, v in lora.items()}, {str(s): 100 * v for s, v in full.items()})
+    (finding,) = findings(tables, settings)
+    assert tables["sst2"].set_index("method").loc["lora", "p"] == pytest.approx(expected.p)
+    assert finding.look.p == pytest.approx(expected.p) and finding.look.paired
+    assert (finding.look.low, finding.look.high) == pytest.approx(expected.interval(0.95))
+    drop = drop_test({str(s): 100 * v for s, v in full.items()}, {str(s): 100 * v for s, v in lora.items()})
+    assert (drop.se, drop.df, drop.test) == (pytest.approx(expected.se), expected.df, "paired")
 
 
 def test_entity_counts_reproduce_seqeval():
@@ -162,7 +186,7 @@ def test_report_from_fixture_records_has_every_table_and_plot_and_no_external_re
     layers = {"load_entropy": 0.6, "layers": {"layer0.ffn": {"load": [0.5, 0.5]}, "layer1.ffn": {"load": [0.7, 0.3]}}}
     records = [
         *[_record("full", s, 0.80) for s in (1, 2, 3)],
-        *[_record("lora", s, 0.78) for s in (1, 2, 3)],
+        *[_record("lora", s, v) for s, v in ((1, 0.78), (2, 0.775), (3, 0.785))],
         *[_record("full", s, 0.79, routing=routed, routing_stats=layers) for s in (1, 2)],
         *[_record("full", s, 0.60, regime={"shots": k, "split_seed": s}) for s in (1, 2) for k in (4, 16)],
         *[_record("full", s, 0.70, task="conll") for s in (1, 2)],
@@ -178,26 +202,30 @@ def test_report_from_fixture_records_has_every_table_and_plot_and_no_external_re
     sst2 = csv[csv["task"] == "sst2"].set_index(["method", "routing", "regime"])
     assert sst2.loc[("full", "none", "full"), "baseline"]
     lora = sst2.loc[("lora", "none", "full")]
-    # lora is 2 points worse on each of its 3 seeds: 2/8 by sign flips. The two few-shot rows share no (seed,
-    # split) unit with the baseline: unpaired, {60, 60} vs {80, 80, 80} is the most extreme of 10 splits, p 0.1;
-    # the routed row pairs over 2 seeds, p 2/4. Holm over (0.1, 0.1, 0.25, 0.5): 0.4, 0.4, 2·0.25 = 0.5, 0.5
-    assert lora["delta"] == pytest.approx(-2.0) and lora["p_unadjusted"] == pytest.approx(0.25)
-    assert lora["p"] == pytest.approx(0.5)
+    # lora against full per seed: -2.0, -2.5, -1.5: mean -2, sd 0.5, se 0.5/√3, t = -4√3 on 2 df, p 0.0202. The
+    # routed row is 1 point down on both its seeds and the few-shot rows (Welch: no (seed, split) unit shared with
+    # the baseline) 20 points down on each: differences without spread, p 0. Holm over (0.0202, 0, 0, 0): 0.0202.
+    p_lora = 2 * stats.t.sf(4 * 3**0.5, 2)
+    assert lora["delta"] == pytest.approx(-2.0) and lora["p"] == pytest.approx(p_lora) == pytest.approx(0.0202, 1e-2)
+    assert lora["p_holm"] == pytest.approx(p_lora) and lora["se"] == pytest.approx(0.5 / 3**0.5)
     few_shot = sst2.loc[("full", "none", "4-shot")]
-    assert few_shot["p_unadjusted"] == pytest.approx(0.1) and few_shot["p"] == pytest.approx(0.4)
+    assert (few_shot["p"], few_shot["p_holm"]) == (0.0, 0.0)
     assert (lora["test"], lora["seeds"]) == (pytest.approx(78.0), 3)
     one_seed = sst2.loc[("adapter", "none", "full")]  # one trained model is not a comparison: no p
     assert one_seed["delta"] == pytest.approx(-5.0) and np.isnan(one_seed["p"])
-    assert (lora["ci_low"], lora["ci_high"]) == (pytest.approx(78.0), pytest.approx(78.0))  # no spread
-    assert sst2.loc[("full", "random experts=2", "full"), "load_entropy"] == pytest.approx(0.6)
+    routed = sst2.loc[("full", "random experts=2", "full")]
+    assert (routed["ci_low"], routed["ci_high"]) == (pytest.approx(79.0), pytest.approx(79.0))  # no spread
+    assert routed["load_entropy"] == pytest.approx(0.6)
 
-    # the smallest p: 2/2³ paired (lora), 0.1 unpaired (few-shot); Holm over the 4 compared rows lifts 0.1 to 0.4
-    assert few_shot["p_floor"] == pytest.approx(0.1) and lora["p_floor"] == pytest.approx(0.25)
+    # lora's detectable difference at the level Holm gives the first of 4 rows, 80 % power:
+    # (t(1 − 0.0125/2, 2) + t(0.8, 2)) · 0.5/√3 = 2.87; the three rows without spread could detect any: median 0
     assert paths[4].read_text().splitlines()[3:] == [
         "sst2 best: full/none, accuracy 80.00 ± 0.00 (3 seeds)",
         "sst2 baseline: full/none, accuracy 80.00 ± 0.00 (3 seeds) (the best row)",
-        "sst2 beyond noise (p Holm < 0.05): none of 4 rows; with these seeds no p can fall below 0.1 (0.4 after Holm "
-        "over 4 rows): add seeds to decide",
+        "sst2 beyond noise (p Holm < 0.05): full/random experts=2 (merge) -1.00 (p < 0.001, Holm < 0.001); lora/none "
+        "-2.00 (p 0.020, Holm 0.020); full/none, 4-shot -20.00 (p < 0.001, Holm < 0.001); full/none, 16-shot -20.00 "
+        "(p < 0.001, Holm < 0.001); 0 other rows are not; with these seeds a difference is found (80% power) from "
+        "about 0.00 points (median over the rows' spreads; smaller ones could not have been seen)",
     ]
 
     md = paths[0].read_text()
@@ -357,12 +385,12 @@ def test_few_shot_rows_pair_over_seed_and_split():
         for seed in (1, 2)
         for split in (1, 2)
     ]
-    base = [_record("full", seed, 0.80) for seed in (1, 2, 3)]
+    base = [_record("full", seed, v) for seed, v in ((1, 0.80), (2, 0.805), (3, 0.795))]
     (table,) = leaderboards(few + base).values()
     row = table[table["regime"] != "full"].iloc[0]
     assert row["seeds"] == 4 and len(row["by_unit"]) == 4
-    expected = seed_permutation_p(list(row["by_unit"].values()), [80.0] * 3, paired=False)
-    assert row["p_unadjusted"] == pytest.approx(expected) and expected == pytest.approx(1 / 35)
+    expected = stats.ttest_ind(list(row["by_unit"].values()), [80.0, 80.5, 79.5], equal_var=False).pvalue
+    assert row["p"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("content", ["{", '{"suite": "x", "rows": {}}', "[]"])
@@ -470,8 +498,7 @@ def test_bench_upgrade_rewrites_schema_1_records_as_they_would_be_written_now(tm
 
 
 def test_the_summary_names_the_rows_beyond_noise_and_only_those():
-    """Seven seeds allow p = 2/2⁷ (2/2⁶ after Holm over two rows): a row worse on every seed is named, one within
-    the seeds' spread is not."""
+    """A row 10 points worse on every seed is named; one within the seeds' spread is not."""
     jitter = [0.004, -0.003, 0.001, -0.002, 0.003, -0.001, -0.002]
     records = [
         *[_record("full", s, 0.80 + j) for s, j in enumerate(jitter, 1)],
@@ -480,7 +507,7 @@ def test_the_summary_names_the_rows_beyond_noise_and_only_those():
     ]
     lines = summary(leaderboards(records)).splitlines()
     assert lines[0] == "sst2 best: full/none, accuracy 80.00 ± 0.27 (7 seeds)" and lines[1].endswith("(the best row)")
-    assert lines[2] == "sst2 beyond noise (p Holm < 0.05): lora/none -10.00 (p 0.031); 1 other rows are not"
+    assert lines[2].startswith("sst2 beyond noise (p Holm < 0.05): lora/none -10.00 (p < 0.001, Holm < 0.001); 1 other")
 
 
 def test_profile_agreement_counts_rank_correlation_and_names_the_swaps_beyond_noise():
@@ -502,3 +529,12 @@ def test_profile_agreement_counts_rank_correlation_and_names_the_swaps_beyond_no
         ("prompt_tuning/none", "adapter/none", 0.5, -0.1, False),
     ]
     assert found.swaps[0].noise == pytest.approx(2**0.5)
+
+
+def test_a_report_written_again_drops_the_plots_its_records_no_longer_draw(tmp_path):
+    few = [_record("full", s, 0.6, regime={"shots": 4, "split_seed": s}) for s in (1, 2)]
+    base = [_record("full", s, 0.8) for s in (1, 2)]
+    write_report(base + few, tmp_path / "report")
+    assert (tmp_path / "report" / "plots" / "few_shot_regimes.png").exists()
+    write_report(base, tmp_path / "report")
+    assert not (tmp_path / "report" / "plots" / "few_shot_regimes.png").exists()

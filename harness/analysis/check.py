@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 from scipy import stats
 
+from harness.analysis.stats import seed_test
 from harness.core.atomic import write_json_atomic
 from harness.core.errors import BenchError
 from harness.records.record import Record
@@ -116,18 +117,12 @@ class Drop:
 
 
 def drop_test(baseline: dict[str, float], now: dict[str, float]) -> Drop:
-    """Paired over the units when both runs ran the same ones (two or more), else Welch's unpaired test."""
-    if set(baseline) == set(now) and len(now) >= 2:
-        d = np.array([now[u] - baseline[u] for u in sorted(now)])
-        return Drop(float(d.std(ddof=1) / np.sqrt(len(d))), len(d) - 1, "paired")
-    b, n = np.array(list(baseline.values())), np.array(list(now.values()))
-    if min(len(b), len(n)) < 2:
+    """The leaderboard's seed-level test (``stats.seed_test``) of now − baseline: paired over the (seed, split)
+    units both runs ran when they share two or more, else Welch's."""
+    test = seed_test(now, baseline)
+    if test is None:
         return Drop(0.0, math.nan, "none")
-    vb, vn = b.var(ddof=1) / len(b), n.var(ddof=1) / len(n)
-    if vb + vn == 0:
-        return Drop(0.0, math.nan, "Welch")
-    df = (vb + vn) ** 2 / (vb**2 / (len(b) - 1) + vn**2 / (len(n) - 1))
-    return Drop(float(np.sqrt(vb + vn)), float(df), "Welch")
+    return Drop(test.se, test.df, "paired" if test.paired else "Welch")
 
 
 def row_level(rule: CheckRule, compared: int) -> float:

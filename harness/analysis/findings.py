@@ -21,7 +21,7 @@ from functools import partial
 import pandas as pd
 
 from harness.analysis.leaderboard import AXES
-from harness.analysis.stats import difference_interval
+from harness.analysis.stats import seed_test
 from harness.analysis.summary import row_name
 from harness.records.settings import Hypothesis, ReportSettings, RowRef, SeedPlan
 
@@ -66,16 +66,12 @@ def seed_of(unit: str) -> int:
 def _look(a: dict[str, float], b: dict[str, float], seed: int, confidence: float) -> Look | None:
     a = {u: v for u, v in a.items() if seed_of(u) <= seed}
     b = {u: v for u, v in b.items() if seed_of(u) <= seed}
-    shared = sorted(set(a) & set(b), key=seed_of)
-    paired = len(shared) >= 2
-    values_a, values_b = (
-        ([a[u] for u in shared], [b[u] for u in shared]) if paired else (list(a.values()), list(b.values()))
-    )
-    difference, low, high, p = difference_interval(values_a, values_b, paired, confidence)
-    if math.isnan(difference):
+    test = seed_test(a, b)
+    if test is None:
         return None
+    low, high = test.interval(confidence)
     read = max(seed_of(u) for u in [*a, *b])
-    return Look(read, len(a), len(b), paired, difference, low, high, p)
+    return Look(read, len(a), len(b), test.paired, test.difference, low, high, test.p)
 
 
 def claim_verdict(expect: str, margin: float, low: float, high: float) -> str:

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from harness.analysis import plots
-from harness.analysis.leaderboard import rendered
+from harness.analysis.leaderboard import NOTE, rendered
 from harness.analysis.page_assets import SCRIPT, STYLE
 from harness.analysis.summary import task_summary
 from harness.core.atomic import write_bytes_atomic
@@ -26,15 +26,8 @@ PAGE = jinja2.Template(
 <html lang="en"><head><meta charset="utf-8"><title>routebench: {{ suite }}</title>
 <style>{{ style }}</style></head><body>
 <h1>Leaderboard: {{ suite }}</h1>
-<p>Scores ×100. <i>test</i>: mean ± sd over seeds; <i>95% CI</i>: t interval of the mean over seeds (mean ± t·sd/√n);
-<i>Δ</i>: difference of means to the baseline row (points); <i>p (Holm)</i>: exact permutation test over seeds
-(sign flips of the per-seed differences where both rows ran the same seeds; the trained model is the unit, the test
-set held fixed; the smallest p n seeds allow is 2/2ⁿ), Holm-adjusted across the table's rows; "-" with fewer than
-two seeds. <i>converged</i>: the row's trained cells that stopped on patience, of all its trained cells; <i>(cap)</i>
-marks a row with a cell that reached its training cap first: it has not shown what its method can do, and no
-finding judges it. Best value per column
-in <b>bold green</b>. {{ records }} records. Click a column header to sort the rows by it (again: the other way);
-the box above a table keeps the rows that hold every word typed in it.</p>
+<p>{{ note }} Best value per column in <b>bold green</b>. {{ records }} records. Click a column header to sort
+the rows by it (again: the other way); the box above a table keeps the rows that hold every word typed in it.</p>
 {% for task, lines, table in tables %}<h2>{{ task }}</h2>
 <ul class="summary">{% for line in lines %}<li>{{ line }}</li>{% endfor %}</ul>
 <input type="search" class="filter" data-table="board{{ loop.index }}" placeholder="filter rows, e.g. lora 16-shot"
@@ -73,7 +66,11 @@ def render_html(
         ("Score against trainable parameters", "the red steps and rings mark the Pareto front", plots.pareto(tables)),
         ("Few-shot regimes", "mean ± sd over seeds per k; dots are single seeds", plots.few_shot(records)),
         ("Expert load per layer", "share of tokens per expert, last training epoch", plots.expert_load(records)),
-        ("Validation curves", "validation score per epoch, mean over seeds", plots.validation_curves(records)),
+        (
+            "Validation curves",
+            "validation score against optimiser steps, one line per seed; a dot marks the state each cell kept",
+            plots.validation_curves(records),
+        ),
     ]
     figures = []
     for title, caption, figure in drawn:
@@ -100,6 +97,7 @@ def render_html(
         extra=sections,
         figures=figures,
         records=len(records),
+        note=html.escape(NOTE),
         style=STYLE,
         script=SCRIPT,
     )

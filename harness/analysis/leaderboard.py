@@ -1,7 +1,8 @@
 """Leaderboards: per task, one row per backbone × method × routing × inference × regime × tuning.
 
 Each row: the headline test metric's mean ± sd over seeds and its 95 % t interval, the difference to the
-suite's baseline row with a seed-level permutation test (Holm-adjusted across the table), and costs.
+suite's baseline row with the seed-level t test (``stats.seed_test``; its p shown as it is, and Holm-adjusted
+across the table for the summary), and costs.
 ``display`` / ``rendered`` turn a table into text cells for Markdown, LaTeX and HTML (``report``).
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.stats import holm, seed_permutation_p, smallest_p, t_interval
+from harness.analysis.stats import holm, seed_test, t_interval
 from harness.records.record import Record
 from harness.records.settings import ReportSettings
 from harness.records.store import to_frame
@@ -40,13 +41,28 @@ HEADERS = {
     "failed": "failed",
     "converged": "converged",
     "delta": "Δ",
-    "p": "p (Holm)",
+    "p": "p",
     "trainable_params": "trainable params",
     "train_seconds": "train s",
     "tokens_per_second": "tokens/s",
     "peak_mb": "peak MB",
     "load_entropy": "load entropy",
 }
+
+
+# What the leaderboard's columns mean, for every page that shows one (Markdown and HTML).
+NOTE = (
+    "Scores ×100. test: mean ± sd over seeds; 95% CI: t interval of the mean over seeds (mean ± t·sd/√n); Δ: "
+    "difference of means to the baseline row (points); p: Student's t test of that difference over seeds, two-sided "
+    "— over the per-seed differences where both rows ran the same seeds (paired), else Welch's — with the trained "
+    "model as the unit and the test set held fixed; it assumes per-seed differences roughly normal. The same test "
+    "gives the findings' intervals and bench check's tolerance, so a pair of rows has one p everywhere. A row is "
+    "beyond noise (summary) when its p, Holm-adjusted across the table's rows (p_holm in leaderboard.csv), is below "
+    "0.05; the summary also says from what difference these seeds could find one. '-': fewer than two seeds. "
+    "converged: the row's trained cells that stopped on patience, of all its trained cells; '(cap)' marks a row "
+    "with a cell that reached its training cap first: it has not shown what its method can do, and no finding "
+    "judges it."
+)
 
 
 def leaderboards(records: list[Record], settings: ReportSettings | None = None) -> dict[str, pd.DataFrame]:
@@ -95,13 +111,15 @@ def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
 
 
 def _compare(table: pd.DataFrame, group: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
-    """Δ to the baseline row (points) and a seed-level test's p-value, Holm-adjusted across the table's rows."""
+    """Δ to the baseline row (points), the seed-level test's p and standard error, and p Holm-adjusted across the
+    table's rows."""
     method, routing = group["method_name"], group["routing_strategy"]
     chosen = group[(method == settings.baseline.method) & (routing == settings.baseline.routing)]
     chosen = chosen[(chosen["regime"] == settings.baseline.regime) & (chosen["status"] == "done")]
-    table["baseline"], table["delta"], table["p_unadjusted"], table["p_floor"] = False, math.nan, math.nan, math.nan
+    table["baseline"], table["delta"] = False, math.nan
+    table["p"], table["se"], table["df"] = math.nan, math.nan, math.nan
     if chosen.empty:
-        table["p"] = math.nan
+        table["p_holm"] = math.nan
         return table
     key = tuple(chosen.sort_values("tuning").iloc[0][AXES])  # a hand-set row before a searched one
     index = table.index[table[AXES].apply(tuple, axis=1) == key][0]
@@ -111,21 +129,11 @@ def _compare(table: pd.DataFrame, group: pd.DataFrame, settings: ReportSettings)
         if i == index or row["seeds"] == 0:
             continue
         table.loc[i, "delta"] = row["test"] - base["test"]
-        table.loc[i, ["p_unadjusted", "p_floor"]] = _seed_p(row["by_unit"], base["by_unit"])
-    table["p"] = holm(table["p_unadjusted"].tolist())
+        test = seed_test(row["by_unit"], base["by_unit"])
+        if test is not None:
+            table.loc[i, ["p", "se", "df"]] = test.p, test.se, test.df
+    table["p_holm"] = holm(table["p"].tolist())
     return table
-
-
-def _seed_p(row: dict[str, float], base: dict[str, float]) -> tuple[float, float]:
-    """The p-value and the smallest p these seeds allow: paired over the (seed, split) units both rows ran when
-    they share two or more, else unpaired; NaN when either row has fewer than two (one trained model per side is
-    not a comparison of methods)."""
-    shared = sorted(set(row) & set(base))
-    if len(shared) >= 2:
-        a, b = [row[s] for s in shared], [base[s] for s in shared]
-        return seed_permutation_p(a, b, paired=True), smallest_p(len(a), len(b), paired=True)
-    a, b = list(row.values()), list(base.values())
-    return seed_permutation_p(a, b, paired=False), smallest_p(len(a), len(b), paired=False)
 
 
 def best_rows(table: pd.DataFrame) -> dict[str, set[int]]:

@@ -3,6 +3,7 @@ have nothing to show (no few-shot rows, no routed rows …)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import textwrap
 from collections import defaultdict
@@ -156,20 +157,28 @@ def expert_load(records: list[Record]) -> Figure | None:
 
 
 def validation_curves(records: list[Record]) -> Figure | None:
-    """Validation headline per epoch, mean over seeds, one line per trained row."""
-    curves: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    """Validation headline against optimiser steps, one line per seed (cells that stop on patience end at
+    different steps), one colour per trained row, a dot at each cell's kept state. Records written before steps
+    were recorded are drawn against epochs."""
+    curves: dict[str, dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         if record.status == "done" and record.history:
-            scores = [h.validation[record.metrics.headline] * 100 for h in record.history]
-            curves[record.row.task][_record_label(record)].append(scores)
+            curves[record.row.task][_record_label(record)].append(record)
     if not curves:
         return None
     fig, axes = _grid(len(curves), 6.5, 4.5)
     for ax, (task, rows) in zip(axes, curves.items(), strict=True):
-        for label, seeds in rows.items():
-            epochs = min(len(s) for s in seeds)
-            ax.plot(range(1, epochs + 1), np.mean([s[:epochs] for s in seeds], axis=0), marker=".", label=label)
-        ax.set(xlabel="epoch", ylabel="validation ×100", title=task)
+        by_step = all(h.step is not None for seeds in rows.values() for r in seeds for h in r.history)
+        colours = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+        for colour, (label, seeds) in zip(colours, rows.items(), strict=False):
+            for n, record in enumerate(seeds):
+                x = [h.step if by_step else h.epoch for h in record.history]
+                y = [h.validation[record.metrics.headline] * 100 for h in record.history]
+                ax.plot(x, y, color=colour, linewidth=0.9, alpha=0.8, label=label if n == 0 else None)
+                best = record.metrics.best_step if by_step else record.metrics.best_epoch
+                if best in x:
+                    ax.plot(best, y[x.index(best)], "o", color=colour, markersize=3)
+        ax.set(xlabel="optimiser step" if by_step else "epoch", ylabel="validation ×100", title=task)
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return fig

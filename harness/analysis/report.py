@@ -9,8 +9,8 @@ import pandas as pd
 
 from harness.analysis.findings import Finding, finding_line, findings, findings_table, level, note, seeds_table
 from harness.analysis.html import render_html
-from harness.analysis.leaderboard import leaderboards, rendered
-from harness.analysis.summary import summary
+from harness.analysis.leaderboard import NOTE, leaderboards, rendered
+from harness.analysis.summary import summary, task_summary
 from harness.core.atomic import remove_temporaries, write_text_atomic
 from harness.core.faults import stop_point
 from harness.records.record import Record
@@ -35,19 +35,16 @@ def write_report(records: list[Record], out: Path, settings: ReportSettings | No
     for folder in (out, out / "plots"):
         if folder.is_dir():
             remove_temporaries(folder)  # of a report killed while being written
+    for stale in (out / "plots").glob("*.png"):  # a plot these records no longer draw must not outlive them
+        stale.unlink()
     tables = leaderboards(records, settings)
     suite = records[0].suite if records else ""
-    note = (
-        "scores ×100; test: mean ± sd over seeds; 95% CI: t interval of the mean over seeds; Δ: against the baseline "
-        "row; p: exact permutation test over seeds (paired where both rows ran them; the trained model is the unit, "
-        "the test set held fixed), Holm-adjusted across the table's rows; '-' with fewer than two seeds; converged: "
-        "trained cells that stopped on patience / trained cells, '(cap)' when one reached its training cap first"
-    )
-    sections = [f"# Leaderboard: {suite}\n\n{note}\n"]
+    sections = [f"# Leaderboard: {suite}\n\n{NOTE}\n"]
     latex = []
     for task, table in tables.items():
         shown = rendered(table, str, ("**", "**"))
-        sections.append(f"## {task}\n\n{shown.to_markdown(index=False)}\n")
+        lines = "".join(f"- {line.removeprefix(f'{task} ')}\n" for line in task_summary(task, table))
+        sections.append(f"## {task}\n\n{lines}\n{shown.to_markdown(index=False)}\n")
         body = rendered(table, _latex_escape, (r"\textbf{", "}"))
         latex.append(f"% {task}\n" + body.to_latex(index=False, escape=False, column_format="l" * body.shape[1]))
     settings = settings or ReportSettings()

@@ -1,17 +1,16 @@
 """Statistics for leaderboards, with the trained model (the seed) as the unit that varies: t intervals of
-the mean over seeds, exact permutation tests on per-seed scores, Holm's adjustment across a table's rows.
+the mean over seeds, one t test of the difference between two rows (``seed_test``), Holm's adjustment across a
+table's rows.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-
-PERMUTATIONS = 20_000  # sampled arrangements when there are too many to enumerate
 
 
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -28,50 +27,6 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     return float(low), float(high)
 
 
-def seed_permutation_p(a: Sequence[float], b: Sequence[float], paired: bool) -> float:
-    """Two-sided p-value for "the two rows' mean scores over seeds differ", with the trained model (the seed) as
-    the unit: an exact permutation test on per-seed scores, the test set held fixed.
-
-    Paired (``a[i]`` and ``b[i]`` ran the same seed): the per-seed differences' signs are flipped in every one of
-    the 2ⁿ ways, so the smallest p n seeds allow is 2/2ⁿ (0.25 for 3 seeds, 0.0625 for 5). Unpaired: the pooled
-    scores are split into groups of the two sizes in every way. More than 2¹⁶ arrangements are sampled (fixed
-    seed) instead. NaN when a side has fewer than two seeds.
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if min(len(a), len(b)) < 2:
-        return float("nan")
-    if paired:
-        d = a - b
-        if not np.any(d):
-            return 1.0
-        if len(d) <= 16:
-            signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
-        else:
-            signs = np.random.default_rng(0).choice((1.0, -1.0), size=(PERMUTATIONS, len(d)))
-        statistics = np.abs(signs @ d) / len(d)
-        observed = abs(d.mean())
-    else:
-        pooled, n = np.concatenate([a, b]), len(a)
-        if math.comb(len(pooled), n) <= 2**16:
-            groups = [list(c) for c in itertools.combinations(range(len(pooled)), n)]
-        else:
-            rng = np.random.default_rng(0)
-            groups = [rng.permutation(len(pooled))[:n] for _ in range(PERMUTATIONS)]
-        mask = np.zeros((len(groups), len(pooled)), dtype=bool)
-        for row, group in enumerate(groups):
-            mask[row, group] = True
-        statistics = np.abs((mask @ pooled) / n - (~mask @ pooled) / len(b))
-        observed = abs(a.mean() - b.mean())
-    return float(np.mean(statistics >= observed - 1e-9 * max(1.0, observed)))
-
-
-def smallest_p(n_a: int, n_b: int, paired: bool) -> float:
-    """The smallest p ``seed_permutation_p`` can give for these seed counts (every seed of one side far above every
-    seed of the other): below the level, no difference can be called beyond noise, however large."""
-    a, b = 1e6 + np.arange(n_a, dtype=float), np.arange(n_b, dtype=float)
-    return seed_permutation_p(a, b[:n_a] if paired else b, paired)
-
-
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment of a family of p-values (NaNs are not part of the family and stay NaN): the
     chance of any false claim among the family stays at the level, whatever their dependence."""
@@ -86,20 +41,54 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def difference_interval(
-    a: Sequence[float], b: Sequence[float], paired: bool, confidence: float
-) -> tuple[float, float, float, float]:
-    """The mean difference a − b with its t interval at ``confidence`` and the two-sided t test's p: over the
-    per-seed differences when paired (``a[i]`` and ``b[i]`` ran the same seed), else Welch's. NaNs when a side has
-    fewer than two values; a zero-spread difference is its own interval (p 0 unless it is 0)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if min(len(a), len(b)) < 2:
-        return (float("nan"),) * 4
-    d = a - b if paired else None
-    mean = float(d.mean()) if paired else float(a.mean() - b.mean())
-    spread = d.std(ddof=1) if paired else np.hypot(a.std(ddof=1), b.std(ddof=1))
-    if spread == 0:
-        return mean, mean, mean, float(mean == 0)
-    test = stats.ttest_rel(a, b) if paired else stats.ttest_ind(a, b, equal_var=False)
-    interval = test.confidence_interval(confidence)
-    return mean, float(interval.low), float(interval.high), float(test.pvalue)
+@dataclass(frozen=True)
+class SeedTest:
+    """Student's t test of the difference between two rows' scores, the trained model (the seed) as the unit:
+    over the per-seed differences when the rows share two or more (seed, split) units (paired), else Welch's test
+    on the two rows' scores. It assumes those differences (or scores) roughly normal; the test set is held fixed.
+    One test for every view: the leaderboard's p, the findings' intervals and ``bench check``'s tolerance."""
+
+    difference: float  # mean of a − b
+    se: float
+    df: float
+    paired: bool
+
+    @property
+    def p(self) -> float:
+        """Two-sided; a difference without spread is certain (0), unless it is 0 (1)."""
+        if self.se == 0:
+            return float(self.difference == 0)
+        return float(2 * stats.t.sf(abs(self.difference) / self.se, self.df))
+
+    def interval(self, confidence: float) -> tuple[float, float]:
+        if self.se == 0:
+            return self.difference, self.difference
+        half = float(stats.t.ppf(0.5 + confidence / 2, self.df)) * self.se
+        return self.difference - half, self.difference + half
+
+    def detectable(self, level: float, power: float = 0.8) -> float:
+        """The smallest true difference this test, with this spread and these seeds, finds at ``level``
+        (two-sided) with probability ``power``: (t(1 − level/2) + t(power)) · se."""
+        return detectable_difference(self.se, self.df, level, power)
+
+
+def detectable_difference(se: float, df: float, level: float, power: float = 0.8) -> float:
+    if se == 0 or math.isnan(se):
+        return 0.0 if se == 0 else math.nan
+    return float((stats.t.ppf(1 - level / 2, df) + stats.t.ppf(power, df)) * se)
+
+
+def seed_test(a: Mapping[str, float], b: Mapping[str, float]) -> SeedTest | None:
+    """The test of a − b over per-unit scores (unit: "seed" or "seed/split"); None when a side has fewer than two
+    values (one trained model per side is not a comparison of methods)."""
+    shared = sorted(set(a) & set(b))
+    if len(shared) >= 2:
+        d = np.array([a[u] - b[u] for u in shared], dtype=float)
+        return SeedTest(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d) - 1, True)
+    x, y = np.array(list(a.values()), dtype=float), np.array(list(b.values()), dtype=float)
+    if min(len(x), len(y)) < 2:
+        return None
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = math.sqrt(vx + vy)
+    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1)) if se > 0 else math.nan
+    return SeedTest(float(x.mean() - y.mean()), se, float(df), False)

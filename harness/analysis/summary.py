@@ -1,16 +1,19 @@
 """What a reader needs first, in three lines per task: the best row, the baseline, and which rows differ from the
-baseline beyond noise (the leaderboard's seed-level p, Holm-adjusted, below ``LEVEL``) — or why none can at
-this number of seeds; and a fourth when rows stopped at their training cap without converging."""
+baseline beyond noise (the leaderboard's seed-level p, Holm-adjusted, below ``LEVEL``) with the smallest
+difference these seeds could find; and a fourth when rows stopped at their training cap without converging."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from harness.analysis.leaderboard import p_text
+from harness.analysis.stats import detectable_difference
 
 LEVEL = 0.05
+POWER = 0.8
 
 
 def row_name(row: pd.Series) -> str:
@@ -46,21 +49,26 @@ def _comparison(task: str, done: pd.DataFrame) -> list[str]:
     itself = " (the best row)" if best.name == base_row.name else ""
     lines.append(f"{task} baseline: {row_name(base_row)}, {_score(base_row)}{itself}")
     compared = done[done["p"].notna()]
-    beyond = compared[compared["p"] < LEVEL]
-    if not beyond.empty:
-        shown = "; ".join(f"{row_name(r)} {r['delta']:+.2f} (p {p_text(r['p'])})" for _, r in beyond.iterrows())
-        rest = len(compared) - len(beyond)
-        return [*lines, f"{task} beyond noise (p Holm < {LEVEL}): {shown}; {rest} other rows are not"]
     if compared.empty:
         return [*lines, f"{task} beyond noise (p Holm < {LEVEL}): no row to test (a test needs two seeds a side)"]
-    floor = min(1.0, compared["p_floor"].min() * len(compared))  # Holm multiplies the smallest p by the rows
-    why = (
-        f"with these seeds no p can fall below {compared['p_floor'].min():.3g} ({floor:.3g} after Holm over "
-        f"{len(compared)} rows): add seeds to decide"
-        if floor >= LEVEL
-        else f"the smallest is p {p_text(compared['p'].min())}"
+    beyond = compared[compared["p_holm"] < LEVEL]
+    shown = "; ".join(
+        f"{row_name(r)} {r['delta']:+.2f} (p {p_text(r['p'])}, Holm {p_text(r['p_holm'])})"
+        for _, r in beyond.iterrows()
     )
-    return [*lines, f"{task} beyond noise (p Holm < {LEVEL}): none of {len(compared)} rows; {why}"]
+    found = f"{shown}; {len(compared) - len(beyond)} other rows are not" if shown else f"none of {len(compared)} rows"
+    return [*lines, f"{task} beyond noise (p Holm < {LEVEL}): {found}; {_detectable(compared)}"]
+
+
+def _detectable(compared: pd.DataFrame) -> str:
+    """What "not beyond noise" can mean at these seeds: the difference the test finds with 80 % power at the
+    level Holm gives the table's first row (0.05 / rows), from each row's own spread; the median over rows."""
+    level = LEVEL / len(compared)
+    sizes = [detectable_difference(r["se"], r["df"], level, POWER) for _, r in compared.iterrows()]
+    return (
+        f"with these seeds a difference is found ({POWER:.0%} power) from about {float(np.nanmedian(sizes)):.2f} "
+        f"points (median over the rows' spreads; smaller ones could not have been seen)"
+    )
 
 
 def summary(tables: dict[str, pd.DataFrame]) -> str:
