@@ -92,6 +92,20 @@ def test_resume_after_sigkill_mid_cell(toy, tmp_path):
     assert not list(out.glob("*/.*.tmp"))
 
 
+def test_suites_sharing_a_results_folder_train_a_common_cell_once_and_each_reports_its_own_rows(toy, tmp_path):
+    dense = toy(epochs=1)
+    routed = toy(epochs=1, name="routed.yaml", routing="[none, {strategy: random, experts: 2}]")
+    routed.write_text(routed.read_text().replace("name: toy", "name: toy-routed"))
+    out = tmp_path / "shared"
+    for path, report in ((dense, "a"), (routed, "b")):
+        result = bench("run", str(path), "--out", str(out), "--report", str(tmp_path / report))
+        assert result.returncode == 0, result.stderr
+    assert result.stderr.count("done earlier, skipped") == 1  # the dense cell, trained by the first suite
+    a, b = ((tmp_path / r / "leaderboard.md").read_text() for r in ("a", "b"))
+    assert a.startswith("# Leaderboard: toy\n") and b.startswith("# Leaderboard: toy-routed\n")
+    assert "| random experts=2 " not in a and "| random experts=2 " in b
+
+
 def test_smoke_suite_end_to_end_and_report(smoke_serial, tmp_path):
     out, report, result = smoke_serial
     assert result.returncode == 0, result.stderr

@@ -38,7 +38,7 @@ def write_report(records: list[Record], out: Path, settings: ReportSettings | No
     for stale in (out / "plots").glob("*.png"):  # a plot these records no longer draw must not outlive them
         stale.unlink()
     tables = leaderboards(records, settings)
-    suite = records[0].suite if records else ""
+    suite = (settings and settings.suite) or (records[0].suite if records else "")
     sections = [f"# Leaderboard: {suite}\n\n{NOTE}\n"]
     latex = []
     for task, table in tables.items():

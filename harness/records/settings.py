@@ -102,3 +102,4 @@ class ReportSettings(Strict):
     check: CheckRule = Field(default_factory=CheckRule)
     hypotheses: list[Hypothesis] = Field(default_factory=list)
     plan: SeedPlan | None = None  # written by `bench run` from the suite's `seeds: {min, max}`; None: fixed seeds
+    suite: str = ""  # written by `bench run`: a results folder several suites share holds others' records too

@@ -40,7 +40,8 @@ def run_suite(
     cells = matching(of_seeds(suite, expand(suite, suite_path, profile), seeds), only)
     results = out_dir or Path("results") / suite.name
     tracker = Tracker(None if tracking_uri == "" else (tracking_uri or default_uri(results)), results)
-    settings, store = suite.report.model_copy(update={"plan": suite.plan}), ResultStore(results)
+    settings = suite.report.model_copy(update={"plan": suite.plan, "suite": suite.name})
+    store = ResultStore(results)
 
     def run(batch: list[Cell]) -> RunSummary:
         return run_cells(batch, results, options, log=log, tracker=tracker)
