@@ -16,7 +16,7 @@ from harness.routing import build_routing, routers
 from harness.routing.consistency import symmetric_kl, two_pass_loss
 from harness.routing.context import RoutingContext
 from harness.routing.hashing import balanced_hash
-from harness.routing.learned import capacity_keep, load_balancing_loss
+from harness.routing.learned import LearnedRouter, capacity_keep, load_balancing_loss
 from harness.routing.moe import ROW_MULTIPLE, FFNExperts, Route, RoutedBlock, Tokens, dispatch
 from harness.routing.random import RandomRouter
 from harness.run.execute import assemble
@@ -162,6 +162,20 @@ def test_switch_balancing_loss_is_one_when_balanced():
     assert float(load_balancing_loss(skewed_probs, first)) == pytest.approx(1.0)  # Σ Pᵢ = 1 when f is uniform
     collapsed = torch.tensor([[0.97, 0.01, 0.01, 0.01]]).repeat(8, 1)
     assert float(load_balancing_loss(collapsed, torch.zeros(8, dtype=torch.long))) == pytest.approx(4 * 0.97)
+
+
+def test_learned_router_routes_in_float32_under_bf16_autocast():
+    """Switch's selective precision: under bf16 autocast the router's choices and balance loss are the float32
+    router's, so training in bf16 does not move a token to another expert."""
+    torch.manual_seed(0)
+    router = LearnedRouter(384, 4, 1, balance=0.01).train()
+    x = torch.randn(300, 384)
+    tokens = Tokens(ids=torch.zeros(300, dtype=torch.long), sequence=torch.zeros(300, dtype=torch.long), n_sequences=1)
+    reference = router(x, tokens)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = router(x, tokens)
+    assert torch.equal(mixed.experts, reference.experts)
+    assert mixed.balance == reference.balance
 
 
 def test_capacity_drops_tokens_beyond_each_experts_share():

@@ -62,10 +62,14 @@ class LearnedRouter(Router):
         self.capacity_factor, self.gshard_second = capacity_factor, gshard_second
 
     def forward(self, x: torch.Tensor, tokens: Tokens) -> Route:
-        logits = self.gate(x)
+        # Selective precision (Fedus et al. 2021, section 2.4): the router in float32 under any autocast. Also
+        # its matmul has one row per real token, a new shape in every batch, for which oneDNN would build and
+        # cache a bf16 kernel: measured, those kernels were most of Switch's peak memory above random routing's.
+        with torch.autocast(x.device.type, enabled=False):
+            logits = self.gate(x.float())
         if self.training and self.noise > 0:  # exploration noise on the logits (training only)
             logits = logits + torch.randn_like(logits) * self.noise
-        probs = logits.float().softmax(-1)
+        probs = logits.softmax(-1)
         top_p, experts = probs.topk(self.k, dim=-1)
         weights = top_p / top_p.detach() if self.k == 1 else top_p / top_p.sum(-1, keepdim=True)
         keep = None
