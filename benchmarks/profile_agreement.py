@@ -1,10 +1,11 @@
 """Does the default profile order the rows as the full profile does? Reads two results folders of the same suite
 (the default profile's, and the full profile's, typically one seed: `bench run SUITE --profile full --seed 1
---out results/<suite>-full --only ...`) and prints, per task, Spearman's and Kendall's rank correlation over the
-rows both ran and every pair whose order swaps, with the full profile's gap against the seed noise of a
-difference (a swap inside the noise does not change a conclusion).
+--out results/<suite>-full --only ...`), or the `leaderboard.csv` of their committed reports, and prints, per
+task, Spearman's and Kendall's rank correlation over the rows both ran and every pair whose order swaps, with the
+full profile's gap against the seed noise of a difference (a swap inside the noise does not change a conclusion).
 
     .venv/bin/python benchmarks/profile_agreement.py results/ner results/ner-full
+    .venv/bin/python benchmarks/profile_agreement.py report/ner/leaderboard.csv report/ner-full/leaderboard.csv
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
 from harness.analysis.agreement import agreement
-from harness.analysis.leaderboard import leaderboards
+from harness.analysis.leaderboard import leaderboards, read_leaderboards
 from harness.records.store import ResultStore
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("small", type=Path, help="results folder of the default (small) profile")
-    parser.add_argument("full", type=Path, help="results folder of the full profile")
+    parser.add_argument("small", type=Path, help="default (small) profile: results folder or report leaderboard.csv")
+    parser.add_argument("full", type=Path, help="full profile: results folder or report leaderboard.csv")
     args = parser.parse_args()
-    small, full = (leaderboards(ResultStore(folder).records()) for folder in (args.small, args.full))
+    small, full = (_tables(path) for path in (args.small, args.full))
     for found in agreement(small, full):
         print(
             f"{found.task}: {found.rows} rows ran at both budgets; Spearman {found.spearman:.3f}, "
@@ -37,6 +40,10 @@ def main() -> None:
                     f"{'yes' if s.matters else 'no'} |"
                 )
         print()
+
+
+def _tables(path: Path) -> dict[str, pd.DataFrame]:
+    return read_leaderboards(path) if path.is_file() else leaderboards(ResultStore(path).records())
 
 
 if __name__ == "__main__":

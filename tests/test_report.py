@@ -19,7 +19,7 @@ from seqeval.metrics import f1_score
 from harness.analysis import plots
 from harness.analysis.agreement import agreement
 from harness.analysis.check import simulate
-from harness.analysis.leaderboard import leaderboards
+from harness.analysis.leaderboard import leaderboards, read_leaderboards
 from harness.analysis.report import write_report
 from harness.analysis.stats import holm, seed_test, t_interval
 from harness.analysis.summary import summary
@@ -510,7 +510,7 @@ def test_the_summary_names_the_rows_beyond_noise_and_only_those():
     assert lines[2].startswith("sst2 beyond noise (p Holm < 0.05): lora/none -10.00 (p < 0.001, Holm < 0.001); 1 other")
 
 
-def test_profile_agreement_counts_rank_correlation_and_names_the_swaps_beyond_noise():
+def test_profile_agreement_counts_rank_correlation_and_names_the_swaps_beyond_noise(tmp_path):
     """Default budget (3 seeds, sd 1 point each) against a full budget (1 seed). Means — default: full 80, lora 70,
     adapter 75, prompt tuning 74.9; full: 90, 88, 86, 86.5. Ranks differ for lora, adapter: Spearman
     1 − 6·8/(4·15) = 0.2; 3 concordant and 3 discordant pairs: Kendall 0. Swaps, noise √(1² + 1²) = 1.41: lora
@@ -529,6 +529,11 @@ def test_profile_agreement_counts_rank_correlation_and_names_the_swaps_beyond_no
         ("prompt_tuning/none", "adapter/none", 0.5, -0.1, False),
     ]
     assert found.swaps[0].noise == pytest.approx(2**0.5)
+    # the same comparison from the two reports' leaderboard.csv, for when the results folders are gone
+    for name, records in (("small", small), ("full", full)):
+        write_report(records, tmp_path / name)
+    read = agreement(*(read_leaderboards(tmp_path / name / "leaderboard.csv") for name in ("small", "full")))
+    assert read == [found]
 
 
 def test_a_report_written_again_drops_the_plots_its_records_no_longer_draw(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,13 @@ def leaderboards(records: list[Record], settings: ReportSettings | None = None) 
         table = pd.DataFrame(rows).sort_values("test", ascending=False, na_position="last").reset_index(drop=True)
         tables[str(task)] = _compare(table, group, settings)
     return tables
+
+
+def read_leaderboards(csv: Path) -> dict[str, pd.DataFrame]:
+    """Per task, the tables a report wrote to its ``leaderboard.csv`` (raw numbers, without the per-seed scores),
+    so that a committed report can be compared when its results folder is gone."""
+    frame = pd.read_csv(csv, dtype={axis: str for axis in [*AXES, "task"]}, keep_default_na=False, na_values=[""])
+    return {str(task): table.drop(columns="task").reset_index(drop=True) for task, table in frame.groupby("task")}
 
 
 def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
