@@ -62,10 +62,12 @@ def validate(suite: SuiteArg, profile: ProfileOpt = None) -> None:
 
 @app.command("list")
 def list_known() -> None:
-    """Show the known tasks, backbones, methods and routing strategies."""
+    """Show the known tasks, backbones, methods, routing strategies, probes and measures."""
+    from harness.evaluation.probes import probes
     from harness.methods import methods
     from harness.models.backbones import backbones
     from harness.models.language_models import language_models
+    from harness.records.measures import known_names
     from harness.routing import routers
     from harness.tasks import builtin_tasks, families
 
@@ -74,6 +76,8 @@ def list_known() -> None:
     out.print(f"methods:    {', '.join(methods)}")
     out.print(f"routing:    {', '.join(routers)}")
     out.print(f"prompt LMs: {', '.join(language_models)} (or a hub id or a local folder)")
+    out.print(f"probes:     {', '.join(probes)} (evaluate: {{probes: [...]}})")
+    out.print(f"metrics:    {known_names()} (hypotheses, bench check --metric)")
 
 
 SaveWeightsOpt = Annotated[
@@ -203,22 +207,31 @@ def baseline(
 def check(
     results: ResultsArg,
     baseline_file: Annotated[Path, typer.Option("--baseline", help="A file written by `bench baseline`.")],
+    metric: Annotated[
+        str,
+        typer.Option(help="What to compare: the test score, or a measure beyond it (ece, robust.<probe>.drop, …)."),
+    ] = "score",
 ) -> None:
     """Compare a run with a baseline: exit 1 if any row regressed, is missing or failed; 0 otherwise."""
     from tabulate import tabulate
 
     from harness.analysis.check import check as compare
     from harness.analysis.check import read_baseline, row_level, table
+    from harness.records.measures import known_names, measure
 
+    if metric != "score" and measure(metric) is None:
+        raise BenchError(f"--metric: unknown metric {metric!r} (known: {known_names()})")
     reference = read_baseline(baseline_file)
-    verdicts = compare(_stored(results)[1], reference)
+    verdicts = compare(_stored(results)[1], reference, metric)
     print(tabulate(table(verdicts), headers="keys", tablefmt="github", disable_numparse=True))
-    rule = reference.rule
+    rule, kind = reference.rule, measure(metric)
+    unit = "points" if kind is None else kind.unit
+    floor = rule.min_tolerance if unit == "points" else 0
     compared = sum(v.verdict in ("ok", "REGRESSED") for v in verdicts)
     bad = [v for v in verdicts if v.bad]
     out.print(
         f"{len(verdicts)} rows, {compared} compared; {len(bad)} regressed, missing or failed. Rule: a row regresses "
-        f"when it drops by more than max({rule.min_tolerance}, t·se) points, a one-sided t-test (paired by seed "
+        f"when its {metric} gets worse by more than max({floor}, t·se) {unit}, a one-sided t-test (paired by seed "
         f"where the seeds match, else Welch) at level {rule.false_alarm} / {compared} = "
         f"{row_level(rule, compared):.4f} per row, so a run with no real change raises a false alarm with "
         f"probability ≤ {rule.false_alarm:.0%}"

@@ -115,7 +115,7 @@ routing: {routing}
 seeds: {seeds}
 data_dir: .
 train: {{epochs: {epochs}, batch_size: 16, lr: {lr}, max_length: 32, warmup_ratio: 0.0}}
-"""
+{extra}"""
 
 
 @pytest.fixture
@@ -125,9 +125,14 @@ def toy(tmp_path: Path, write):
         (tmp_path / f"{split}.conll").write_text(toy_ner_lines(n, seed))
 
     def make(
-        seeds: str = "[1]", epochs: int = 4, lr: float = 3e-3, name: str = "suite.yaml", routing: str = "[none]"
+        seeds: str = "[1]",
+        epochs: int = 4,
+        lr: float = 3e-3,
+        name: str = "suite.yaml",
+        routing: str = "[none]",
+        extra: str = "",
     ) -> Path:
-        return write(name, TOY_SUITE.format(seeds=seeds, epochs=epochs, lr=lr, routing=routing))
+        return write(name, TOY_SUITE.format(seeds=seeds, epochs=epochs, lr=lr, routing=routing, extra=extra))
 
     return make
 

@@ -66,14 +66,16 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 # The layout's rules, in its own words: a folder on the left imports nothing from the folders on the right.
-RUNNING = ("suite", "run", "models", "tasks", "methods", "routing")
+RUNNING = ("suite", "run", "models", "tasks", "methods", "routing", "evaluation")
 FORBIDDEN = {
-    "core": ("suite", "run", "models", "tasks", "methods", "routing", "records", "analysis", "cli"),
+    "core": ("suite", "run", "models", "tasks", "methods", "routing", "evaluation", "records", "analysis", "cli"),
     "records": (*RUNNING, "analysis", "cli"),  # the contract reads without either half
     "analysis": (*RUNNING, "cli"),  # the reading half imports nothing of the running folders
     "suite": ("run", "cli"),
     "routing": ("methods", "cli"),
-    "tasks": ("routing", "methods", "cli"),
+    "tasks": ("routing", "methods", "evaluation", "cli"),
+    # probes, calibration and the attack are algorithms over words and probabilities: they know no model or suite
+    "evaluation": ("suite", "run", "models", "tasks", "methods", "routing", "records", "analysis", "cli"),
 }
 
 

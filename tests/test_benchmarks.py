@@ -24,3 +24,26 @@ def test_routed_cell_benchmark_breaks_a_routed_cell_into_phases_on_the_tiny_back
     assert float(rows["dispatch + experts + combine"][1][:-1]) > 0
     assert float(rows["router"][2][:-1]) > 0  # Switch's learned router runs
     assert "random  : train" in result.stdout and "switch  : train" in result.stdout
+
+
+def test_beyond_cost_benchmark_times_probes_attack_and_gap_against_the_rest_of_the_cell(write):
+    suite = write(
+        "tiny-claims.yaml",
+        """
+        name: tiny-claims
+        tasks: [sst2]
+        backbones: [tiny-bert]
+        seeds: [1]
+        evaluate: {overfit: true, probes: [{kind: typo, rate: 0.1}], attack: {examples: 2}}
+        train: {epochs: 1, batch_size: 16, lr: 1.0e-3, max_length: 32, train_subset: 64, validation_subset: 32}
+        """,
+    )
+    result = subprocess.run(
+        [sys.executable, "benchmarks/beyond_cost.py", "--suite", str(suite), "--only", "*", "--device", "cpu"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("sst2/")]
+    seconds = [float(part[:-1]) for part in row.split() if part.endswith("s") and part[:-1].replace(".", "").isdigit()]
+    assert len(seconds) == 4 and all(s > 0 for s in seconds)  # the rest of the cell, probes, attack, gap
+    assert row.endswith("%") and "attack.success_rate" in result.stdout

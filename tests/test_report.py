@@ -157,6 +157,8 @@ def _record(method: str | dict, seed: int, score: float, *, task="sst2", regime=
             "test": {headline: score},
             "validation": {headline: score + 0.01},
             "converged": extra.pop("converged", None),
+            "measures": extra.pop("measures", {}),
+            "sizes": extra.pop("sizes", {}),
         },
         {},
         search=search,

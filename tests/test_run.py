@@ -231,9 +231,9 @@ def _scripted_validation(monkeypatch, scores: list[float]) -> list[float]:
     real, seen = loop.evaluate, []
 
     def scripted(model, batches, family, labels, batch_size):
-        metrics, predictions = real(model, batches, family, labels, batch_size)
+        metrics, predictions, outputs = real(model, batches, family, labels, batch_size)
         seen.append(sum(float(p.detach().double().sum()) for p in model.parameters()))
-        return metrics | {"f1": scores[(len(seen) - 1) % len(scores)]}, predictions
+        return metrics | {"f1": scores[(len(seen) - 1) % len(scores)]}, predictions, outputs
 
     monkeypatch.setattr(loop, "evaluate", scripted)
     return seen

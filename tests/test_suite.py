@@ -95,6 +95,34 @@ MISTAKES = [
         ],
     ),
     ("seeds: [1, 2]\ngrids: [{tasks: [mytask]}]", 8, ["grids[0].tasks[0]", "unknown task 'mytask'"]),
+    # the evaluate block: unknown probes, their fields, and probes a task cannot run; a hypothesis on a measure
+    # that no cell measures
+    (
+        "seeds: [1, 2]\nreport: {hypotheses: [{name: h, a: {method: full}, b: {method: full}, expect: a < b,"
+        " metric: robust.typo_0.1.drop}]}",
+        8,
+        ["report.hypotheses[0].metric", "no cell of the suite measures 'robust.typo_0.1.drop'"],
+    ),
+    (
+        "seeds: [1, 2]\nreport: {hypotheses: [{name: h, a: {method: full}, b: {method: full}, metric: eec}]}",
+        8,
+        ["report.hypotheses[0].metric", "unknown metric 'eec'"],
+    ),
+    (
+        "seeds: [1, 2]\nevaluate: {probes: [tpyo]}",
+        8,
+        ["evaluate.probes[0]", "unknown probe 'tpyo'; did you mean 'typo'"],
+    ),
+    (
+        "seeds: [1, 2]\nevaluate: {probes: [{kind: typo, rate: 2}]}",
+        8,
+        ["evaluate.probes[0].rate", "less than or equal to 1"],
+    ),
+    (
+        "seeds: [1, 2]\ngrids: [{tasks: [sst2], evaluate: {probes: [{kind: typo, words: entities}]}}]",
+        8,
+        ["grids[0].evaluate.probes[0].words", "task sst2 (classification) has no entity words"],
+    ),
     ("seeds: [1, 2", 8, ["invalid YAML"]),
 ]
 

@@ -23,6 +23,7 @@ from scipy import stats
 from harness.analysis.stats import seed_test
 from harness.core.atomic import write_json_atomic
 from harness.core.errors import BenchError
+from harness.records.measures import measure
 from harness.records.record import Record
 from harness.records.settings import CheckRule
 
@@ -34,6 +35,7 @@ class Row(BaseModel):
     metric: str
     values: list[float]  # test scores ×100, one per cell
     units: list[str]  # the (seed, split) each value came from, for pairing
+    measures: dict[str, list[float]] = {}  # every measure all of the row's cells wrote, aligned with ``units``
 
 
 class Baseline(BaseModel):
@@ -58,11 +60,13 @@ def make_baseline(records: list[Record], rule: CheckRule) -> Baseline:
         if any(r.status != "done" for r in group):
             raise BenchError(f"{group[0].label}: failed cells; fix them before taking a baseline")
         group = sorted(group, key=lambda r: r.row.unit)
+        shared = set.intersection(*(set(r.measures) for r in group))
         rows[key] = Row(
             label=group[0].row.label,
             metric=group[0].metrics.headline,
             values=[r.test_score * 100 for r in group],
             units=[r.row.unit for r in group],
+            measures={name: [r.measures[name] for r in group] for name in sorted(shared)},
         )
     return Baseline(suite=records[0].suite, rule=rule, rows=dict(sorted(rows.items(), key=lambda kv: kv[1].label)))
 
@@ -131,29 +135,48 @@ def row_level(rule: CheckRule, compared: int) -> float:
     return rule.false_alarm / max(1, compared)
 
 
-def check(records: list[Record], baseline: Baseline) -> list[Verdict]:
-    """A verdict for every baseline row, then the rows the baseline does not know (``new``, never bad)."""
+def _value(record: Record, metric: str) -> float:
+    """The record's test score ×100, or its measure ``metric`` (NaN where it has none)."""
+    return record.test_score * 100 if metric == "score" else record.measures.get(metric, math.nan)
+
+
+def check(records: list[Record], baseline: Baseline, metric: str = "score") -> list[Verdict]:
+    """A verdict for every baseline row that has ``metric`` (the score, or a measure such as ``ece``), then the rows
+    the baseline does not know (``new``, never bad). A measure where lower is better regresses when it rises."""
+    kind = measure(metric)
+    lower_is_better = kind is not None and kind.better == "lower"
+    rule = baseline.rule
+    if kind is not None and kind.unit != "points":  # min_tolerance is in points
+        rule = rule.model_copy(update={"min_tolerance": 0.0})
     now = _rows(records)
-    compared = [k for k, row in baseline.rows.items() if _complete(now.get(k, []))]
-    level = row_level(baseline.rule, len(compared))
+    references = {
+        k: row.values if metric == "score" else row.measures[metric]
+        for k, row in baseline.rows.items()
+        if metric == "score" or metric in row.measures
+    }
+    compared = [k for k in references if _complete(now.get(k, []))]
+    level = row_level(rule, len(compared))
     verdicts = []
-    for key, row in baseline.rows.items():
-        mean_b = float(np.mean(row.values))
+    for key, values in references.items():
+        row, mean_b = baseline.rows[key], float(np.mean(values))
         group = now.get(key, [])
-        done = {r.row.unit: r.test_score * 100 for r in group if r.status == "done"}
-        if not group:
+        done = {r.row.unit: _value(r, metric) for r in group if r.status == "done"}
+        done = {unit: value for unit, value in done.items() if not math.isnan(value)}
+        if not group or (key in compared and not done):
             verdicts.append(Verdict(row.label, mean_b, math.nan, math.nan, "MISSING"))
         elif key not in compared:
             verdicts.append(Verdict(row.label, mean_b, _mean(list(done.values())), math.nan, "FAILED"))
         else:
             mean_now = float(np.mean(list(done.values())))
-            drop = drop_test(dict(zip(row.units, row.values, strict=True)), done)
-            tol = drop.tolerance(baseline.rule, level)
-            verdict = "REGRESSED" if mean_now < mean_b - tol else "ok"
+            sign = -1.0 if lower_is_better else 1.0  # test the drop of the signed value: a rise of a lower-is-better
+            reference = {u: sign * v for u, v in zip(row.units, values, strict=True)}
+            drop = drop_test(reference, {u: sign * v for u, v in done.items()})
+            tol = drop.tolerance(rule, level)
+            verdict = "REGRESSED" if sign * mean_now < sign * mean_b - tol else "ok"
             verdicts.append(Verdict(row.label, mean_b, mean_now, tol, verdict, drop.test, drop.df))
     for key, group in now.items():
         if key not in baseline.rows:
-            done_values = [r.test_score * 100 for r in group if r.status == "done"]
+            done_values = [v for r in group if r.status == "done" and not math.isnan(v := _value(r, metric))]
             verdicts.append(Verdict(group[0].row.label, math.nan, _mean(done_values), math.nan, "new"))
     return verdicts
 

@@ -23,6 +23,7 @@ import pandas as pd
 from harness.analysis.leaderboard import AXES
 from harness.analysis.stats import seed_test
 from harness.analysis.summary import row_name
+from harness.records.measures import ROUTER_METRICS
 from harness.records.settings import Hypothesis, ReportSettings, RowRef, SeedPlan
 
 LEVEL = 0.05  # alpha with fixed seeds (one look)
@@ -95,7 +96,12 @@ def baseline_verdict(margin: float, low: float, high: float) -> str:
 
 
 def _values(row: pd.Series, metric: str) -> dict[str, float]:
-    values = row["by_unit"] if metric == "score" else row["routing_by_unit"][metric]
+    if metric == "score":
+        values = row["by_unit"]
+    elif metric in ROUTER_METRICS:
+        values = row["routing_by_unit"][metric]
+    else:
+        values = row["measures_by_unit"].get(metric, {})
     return {unit: value for unit, value in values.items() if value is not None and not math.isnan(value)}
 
 
@@ -143,8 +149,8 @@ def driving(tables: dict[str, pd.DataFrame], settings: ReportSettings) -> list[F
 
 def _hypothesis(task: str, table: pd.DataFrame, h: Hypothesis, plan: SeedPlan | None) -> Finding | None:
     a, b = _picked(table, h.a), _picked(table, h.b)
-    if a is None or b is None:
-        return None
+    if a is None or b is None or not (_values(a, h.metric) or _values(b, h.metric)):
+        return None  # a measure neither row took on this task (a probe of entity words on a classifier)
     verdict, look = _replay(a, b, plan, partial(claim_verdict, h.expect, h.margin), h.metric)
     unconverged = _unconverged(a, b)
     expect = h.expect + (f" (margin {h.margin:g})" if h.margin else "")
@@ -204,7 +210,8 @@ def level(settings: ReportSettings) -> str:
 def note(settings: ReportSettings) -> str:
     """What the findings' numbers are, for the page that shows them."""
     return (
-        "Δ: mean over seeds of a − b (scores ×100; a router metric in its own unit), paired by seed where both rows "
+        "Δ: mean over seeds of a − b (scores ×100; a router metric or a measure beyond accuracy in its own unit, "
+        "docs/statistics-and-findings.md), paired by seed where both rows "
         f"ran it (else Welch); interval: its t interval at confidence {level(settings)}; p: the same t test, "
         "two-sided; verdict: reproduced when the interval lies inside the claim, contradicted when it lies outside "
         "it, else undecided at these seeds. Each hypothesis is tested at this level on its own (no adjustment "
@@ -215,7 +222,7 @@ def note(settings: ReportSettings) -> str:
 
 
 def _interval(f: Finding) -> tuple[str, str, str, str]:
-    look, digits = f.look, 2 if f.metric == "score" else 3  # points; a router's entropy or share is finer
+    look, digits = f.look, 3 if f.metric in ROUTER_METRICS else 2  # a router's entropy or share is finer
     if look is None:
         return "-", "-", "-", "fewer than two seeds a side"
     seeds = f"{look.seeds_a}/{look.seeds_b}" + (" paired" if look.paired else " unpaired")

@@ -65,6 +65,11 @@ def render_html(
     drawn = [
         ("Score against trainable parameters", "the red steps and rings mark the Pareto front", plots.pareto(tables)),
         ("Few-shot regimes", "mean ± sd over seeds per k; dots are single seeds", plots.few_shot(records)),
+        (
+            "Learning curves",
+            "test score against training examples: mean over seeds with its 95 % t interval; dots are single seeds",
+            plots.learning_curves(records),
+        ),
         ("Expert load per layer", "share of tokens per expert, last training epoch", plots.expert_load(records)),
         (
             "Validation curves",

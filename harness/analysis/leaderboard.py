@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.stats import holm, seed_test, t_interval
+from harness.records.measures import ROUTER_METRICS
 from harness.records.record import Record
 from harness.records.settings import ReportSettings
 from harness.records.store import to_frame
 
 AXES = ["backbone", "method", "routing", "inference", "regime", "tuning"]
-ROUTER_METRICS = ("load_entropy", "busiest_expert_share")
+NOT_RAW = ["by_unit", "routing_by_unit", "measures_by_unit", "keys"]  # per-seed columns the raw CSV leaves out
 # column -> which value is best; the best is marked in every rendering
 RANKED = {
     "test": "max",
@@ -91,6 +92,7 @@ def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
     test = done["test"].dropna() * 100
     low, high = t_interval(test.to_numpy())
     first = done.iloc[0] if len(done) else None
+    measures = _by_unit(done)
     return {
         **dict(zip(AXES, key, strict=True)),
         "metric": cell["metric"].iloc[0],
@@ -115,7 +117,27 @@ def _row(key: tuple, cell: pd.DataFrame) -> dict[str, Any]:
             column: dict(zip(done["unit"], done[column], strict=True)) for column in ROUTER_METRICS
         },
         "keys": sorted(set(cell["key"])),  # the records' row keys: which cells more seeds of this row would be
+        "measures_by_unit": measures,  # the measures beyond the score (``records.measures``), per (seed, split)
+        **{f"{name}{suffix}": value for name, spread in _spreads(measures).items() for suffix, value in spread},
     }
+
+
+def _by_unit(done: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Each measure the row's done cells wrote, per (seed, split)."""
+    names = sorted({name for measures in done["measures"] for name in measures})
+    return {
+        name: {unit: m[name] for unit, m in zip(done["unit"], done["measures"], strict=True) if name in m}
+        for name in names
+    }
+
+
+def _spreads(measures: dict[str, dict[str, float]]) -> dict[str, tuple[tuple[str, float], ...]]:
+    """Mean and sd over units per measure: the raw CSV's ``<name>`` and ``<name>_sd`` columns."""
+    out = {}
+    for name, values in measures.items():
+        v = np.array(list(values.values()), dtype=float)
+        out[name] = (("", float(v.mean())), ("_sd", float(v.std(ddof=1)) if len(v) > 1 else math.nan))
+    return out
 
 
 def _compare(table: pd.DataFrame, group: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from harness.analysis.stats import t_interval
 from harness.records.record import Record
 from harness.records.store import to_frame
 
@@ -128,6 +129,35 @@ def few_shot(records: list[Record]) -> Figure | None:
             ax.scatter(line["k"], line["score"], s=8, alpha=0.4)
         ax.set(xlabel="k (examples per class / entity type)", ylabel="test ×100", title=f"{task}: few-shot")
         ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(records: list[Record]) -> Figure | None:
+    """Test score against the number of training examples (log scale) for rows run at several training sizes
+    (``train_size`` regimes, with the row's ``full`` regime as one more point), one line per method / routing /
+    inference, mean over seeds with its 95 % t interval; dots are single seeds."""
+    frame = to_frame(records)
+    frame = frame[(frame["status"] == "done") & ~frame["regime"].str.endswith("-shot")]
+    line_keys = ["task", "method", "routing", "inference", "tuning"]
+    sized = frame[frame["regime"].str.startswith("n=")]
+    frame = frame.merge(sized[line_keys].drop_duplicates(), on=line_keys)
+    if sized.empty:
+        return None
+    frame = frame.assign(score=frame["test"] * 100)
+    fig, axes = _grid(frame["task"].nunique(), 6.0, 4.2)
+    for ax, (task, group) in zip(axes, frame.groupby("task"), strict=True):
+        for (method, routing, inference, tuning), line in group.groupby(line_keys[1:]):
+            points = line.groupby("train_size")["score"]
+            means = points.mean()
+            low, high = zip(*(t_interval(v.to_numpy()) for _, v in points), strict=True)
+            yerr = np.nan_to_num([means.to_numpy() - np.array(low), np.array(high) - means.to_numpy()])
+            name = _label(method, routing, "full", tuning) + ("" if inference == "-" else f" ({inference})")
+            bars = ax.errorbar(means.index, means, yerr=yerr, marker="o", capsize=3, label=name)
+            ax.scatter(line["train_size"], line["score"], s=8, alpha=0.4, color=bars[0].get_color())
+        ax.set(xlabel="training examples", ylabel="test ×100", title=f"{task}: learning curves")
+        ax.set_xscale("log")
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

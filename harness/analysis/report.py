@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.beyond import beyond_note, beyond_table
 from harness.analysis.findings import Finding, finding_line, findings, findings_table, level, note, seeds_table
 from harness.analysis.html import render_html
-from harness.analysis.leaderboard import NOTE, leaderboards, rendered
+from harness.analysis.leaderboard import NOT_RAW, NOTE, leaderboards, rendered
 from harness.analysis.summary import summary, task_summary
 from harness.core.atomic import remove_temporaries, write_text_atomic
 from harness.core.faults import stop_point
@@ -58,7 +59,7 @@ def write_report(records: list[Record], out: Path, settings: ReportSettings | No
     write_text_atomic(md, "\n".join(sections))
     stop_point("report")
     write_text_atomic(tex, "\n".join(latex))
-    raw = [t.drop(columns=["by_unit", "routing_by_unit", "keys"]).assign(task=task) for task, t in tables.items()]
+    raw = [t.drop(columns=NOT_RAW).assign(task=task) for task, t in tables.items()]
     write_text_atomic(csv, (pd.concat(raw) if raw else pd.DataFrame()).to_csv(index=False))
     html, brief = out / "index.html", out / "summary.txt"
     write_text_atomic(html, render_html(suite, records, tables, out, extra))
@@ -71,6 +72,8 @@ def _extra_sections(
 ) -> list[tuple[str, str, pd.DataFrame]]:
     """The findings (when the suite states hypotheses) and the seeds each row took (when its seeds are adaptive)."""
     extra = []
+    if note_text := beyond_note(tables):
+        extra.append(("Beyond the clean score", note_text, beyond_table(tables)))
     if found:
         extra.append(("Findings", note(settings), findings_table(found)))
     if settings.plan is not None:

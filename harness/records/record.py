@@ -13,9 +13,10 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from harness.core.errors import BenchError
+from harness.records.measures import known_names, measure
 
 SCHEMA_VERSION = 2
 Status = Literal["done", "failed"]
@@ -52,6 +53,15 @@ class Metrics(_Schema):
     test_source: str | None = None
     sizes: dict[str, int] = {}
     carve_removed: int | None = None  # training examples dropped so that no validation example overlaps them
+    measures: dict[str, float] = {}  # beyond the headline, by name (``measures.MEASURES``): ece, robust.<probe>.drop …
+
+    @field_validator("measures")
+    @classmethod
+    def _known_measures(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = [name for name in value if measure(name) is None]
+        if unknown:
+            raise ValueError(f"unknown measure {unknown[0]!r} (known: {known_names()})")
+        return value
 
 
 class Evaluation(_Schema):
@@ -90,6 +100,7 @@ class Cost(_Schema):
     wall_seconds: float | None = None
     peak_rss_mb: float | None = None
     peak_gpu_mb: float | None = None
+    test_examples_per_second: float | None = None  # the test pass, in the cell's inference mode
     torch_threads: int | None = None
 
 
@@ -142,6 +153,13 @@ class Record(_Schema):
     def validation_score(self) -> float:
         """The headline validation score at the selected epoch, NaN where nothing was selected."""
         return float(self.metrics.validation.get(self.metrics.headline, math.nan))
+
+    @property
+    def measures(self) -> dict[str, float]:
+        """Every measure beyond the score by name (``records.measures``): ``metrics.measures`` and, from the costs
+        (a time varies between runs, so it is no metric), ``infer.examples_per_second``."""
+        speed = self.cost.test_examples_per_second
+        return self.metrics.measures | ({"infer.examples_per_second": speed} if speed is not None else {})
 
     @property
     def tuning(self) -> str:

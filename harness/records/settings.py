@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.core.config import Strict
+from harness.records.measures import ROUTER_METRICS, known_names, measure
 
 
 class BaselineRow(Strict):
@@ -60,9 +61,17 @@ class Hypothesis(Strict):
     b: RowRef
     expect: Expectation
     margin: Annotated[float, Field(ge=0)] = 0.0  # in the metric's unit (points for the score)
-    # the headline test score (×100), or the router's last-epoch load entropy (nats) / busiest expert's share
-    metric: Literal["score", "load_entropy", "busiest_expert_share"] = "score"
+    # the headline test score (×100), the router's last-epoch load entropy (nats) / busiest expert's share, or a
+    # measure beyond accuracy (``measures.MEASURES``: ece, robust.<probe>.drop, attack.success_rate …)
+    metric: str = "score"
     source: str = ""  # where the claim comes from, e.g. "AdaMix, Table 2"
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in ROUTER_METRICS and value != "score" and measure(value) is None:
+            raise ValueError(f"unknown metric {value!r} (known: {known_names()})")
+        return value
 
     @model_validator(mode="after")
     def _equivalence_needs_a_margin(self) -> Hypothesis:

@@ -143,6 +143,8 @@ def to_frame(records: list[Record]) -> pd.DataFrame:
                 "load_entropy": r.routing_stats.load_entropy,
                 "busiest_expert_share": r.routing_stats.busiest_expert_share,
                 "collapsed": r.routing_stats.collapsed,
+                "measures": r.measures,
+                "train_size": r.metrics.sizes.get("train"),
                 "error": r.error,
             }
         )

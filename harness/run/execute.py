@@ -19,6 +19,7 @@ from harness.methods import Baseline, Method, build_method, trainable_only
 from harness.models.backbones import get_backbone
 from harness.records.record import Record
 from harness.routing import Routing, build_routing
+from harness.run.beyond import Overfit, Scorer, attack_of, calibration_of, probe_scores, speed_of
 from harness.run.device import Compute, describe_device
 from harness.run.memory import PeakMemory
 from harness.run.provenance import environment
@@ -172,12 +173,17 @@ def _train_and_test(
     family = families.get(cell.task.type)
     model, routing = build_model(cell, method, data.labels, compute)
     collate = family.collator(tokenizer)
-    result = train(
-        Job(model, method, routing, data, family, collate, cell.train, cell.seed, compute), progress, log, observers
-    )
-    test_metrics, predictions = evaluate(
-        model, Batches(data.test, family, collate, compute), family, data.labels, cell.train.eval_batch_size
-    )
+    cfg = cell.train
+    scorer = Scorer(model, cell.task, data, tokenizer, collate, compute, cfg.eval_batch_size, cfg.max_length)
+    overfit = Overfit(scorer, cell.seed) if cell.evaluate.overfit else None
+    job = Job(model, method, routing, data, family, collate, cfg, cell.seed, compute)
+    result = train(job, progress, log, observers, at_end=overfit.at_end if overfit else None)
+    test = Batches(data.test, family, collate, compute)
+    test_metrics, predictions, outputs = evaluate(model, test, family, data.labels, cfg.eval_batch_size, True)
+    measures = calibration_of(outputs)
+    measures |= overfit.measures(result.validation[family.headline]) if overfit else {}
+    measures |= probe_scores(cell.evaluate.probes, scorer, 100 * test_metrics[family.headline])
+    measures |= attack_of(cell.evaluate.attack, scorer, predictions) if cell.evaluate.attack else {}
     weights = _saved(method, model) if save_weights else {}
     trainable, total = count_parameters(model)
     metrics = {
@@ -186,11 +192,13 @@ def _train_and_test(
         "converged": result.converged,
         "validation": result.validation,
         "test": test_metrics,
+        "measures": measures,
     }
     cost = {
         "trainable_params": trainable,
         "total_params": total,
         "train_seconds": round(result.train_seconds, 2),
+        "test_examples_per_second": speed_of(outputs),
         "steps": result.steps,
         "tokens_per_second": round(result.real_tokens / max(result.train_seconds, 1e-9), 1),
         "padding_fraction": round(1 - result.real_tokens / max(result.padded_tokens, 1), 4),

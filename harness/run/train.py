@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
@@ -61,27 +62,67 @@ class TrainResult:
     padded_tokens: int = 0
 
 
-def predict(model: torch.nn.Module, batches: Batches, batch_size: int) -> list[Any]:
+@dataclass
+class Outputs:
+    """A split's predictions: per-example argmax (padding stripped), the seconds the pass took, and with
+    ``confidence`` the class probabilities of every scored unit (an example; a word's first sub-token for NER)
+    with its gold class id, in the split's order."""
+
+    argmax: list[Any]
+    seconds: float
+    probabilities: np.ndarray | None = None  # [units, classes]
+    gold: np.ndarray | None = None  # [units]
+
+
+def predict(model: torch.nn.Module, batches: Batches, batch_size: int, confidence: bool = False) -> Outputs:
     """Per-example argmax over the last logit dimension, in the split's own order, padding stripped."""
     model.eval()
     order = sorted_batches(batches.lengths, batch_size)
     out: list[Any] = [None] * len(batches.lengths)
+    probabilities: list[Any] = [None] * len(batches.lengths)
+    started = time.perf_counter()
     with batches.compute.inference():
         for indices, batch in zip(order, batches(order), strict=True):
             batch.pop("labels", None)
-            argmax = model(**batch).logits.argmax(-1).cpu()
+            logits = model(**batch).logits
+            argmax = logits.argmax(-1).cpu()
+            probs = logits.float().softmax(-1).cpu() if confidence else None
             for row, i in enumerate(indices):
                 out[i] = batches.family.example_output(argmax[row], batches.lengths[i])
-    return out
+                if probs is not None:
+                    probabilities[i] = batches.family.example_output(probs[row], batches.lengths[i])
+    seconds = time.perf_counter() - started
+    if not confidence:
+        return Outputs(out, seconds)
+    return Outputs(out, seconds, *_scored_units(probabilities, [row["labels"] for row in batches.rows]))
+
+
+def _scored_units(probabilities: list[torch.Tensor], labels: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Each example's probabilities at the positions its labels score (a tagger's ignored sub-tokens and
+    padding carry a negative label), stacked, with the gold class ids."""
+    kept_probs, kept_gold = [], []
+    for probs, gold in zip(probabilities, labels, strict=True):
+        gold = np.asarray(gold).reshape(-1)
+        probs = probs.numpy().reshape(len(gold), -1)
+        kept_probs.append(probs[gold >= 0])
+        kept_gold.append(gold[gold >= 0])
+    return np.concatenate(kept_probs), np.concatenate(kept_gold)
 
 
 def evaluate(
-    model: torch.nn.Module, batches: Batches, family: TaskFamily, labels: list[str], batch_size: int
-) -> tuple[dict, list[Any]]:
-    """Scores and decoded predictions (word-level tags or class ids) for the split behind ``batches``."""
+    model: torch.nn.Module,
+    batches: Batches,
+    family: TaskFamily,
+    labels: list[str],
+    batch_size: int,
+    confidence: bool = False,
+) -> tuple[dict, list[Any], Outputs]:
+    """Scores, decoded predictions (word-level tags or class ids) and the raw outputs for the split behind
+    ``batches``."""
     split = batches.split
-    predictions = family.decode(predict(model, batches, batch_size), split.inputs, split.gold, labels)
-    return family.score(split.gold, predictions), predictions
+    outputs = predict(model, batches, batch_size, confidence)
+    predictions = family.decode(outputs.argmax, split.inputs, split.gold, labels)
+    return family.score(split.gold, predictions), predictions, outputs
 
 
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -174,7 +215,7 @@ class _Selection:
     def __call__(self, epoch: int, train_loss: float) -> bool:
         """Validate now; True when training should stop (patience used up)."""
         job, cfg, headline = self.job, self.job.cfg, self.job.family.headline
-        metrics, _ = evaluate(job.model, self.batches, job.family, job.data.labels, cfg.eval_batch_size)
+        metrics, _, _ = evaluate(job.model, self.batches, job.family, job.data.labels, cfg.eval_batch_size)
         entry = {
             "evaluation": len(self.result.history) + 1,
             "epoch": epoch,
@@ -203,9 +244,10 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
     observers: Sequence[Observer] = (),
+    at_end: Callable[[torch.nn.Module, TrainResult], None] | None = None,
 ) -> TrainResult:
     """Fine-tune ``job.model`` in place until patience runs out or the cap is reached, and leave it holding the
-    weights of the best validation."""
+    weights of the best validation; ``at_end`` sees the model as training left it, and the result so far."""
     cfg = job.cfg
     train_batches = Batches(job.data.train, job.family, job.collate, job.compute)
     total_steps = planned_steps(len(train_batches.rows), cfg)
@@ -221,6 +263,8 @@ def train(
             result.converged = stop
             break
     bar.close()
+    if at_end is not None:
+        at_end(job.model, result)
     job.model.load_state_dict(selection.best_state)
     return result
 

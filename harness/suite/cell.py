@@ -15,7 +15,7 @@ from harness.methods import methods
 from harness.records.record import SCHEMA_VERSION, Record, Row, Status
 from harness.routing import describe as describe_routing
 from harness.suite.search_space import METHOD_PREFIX, Search
-from harness.suite.specs import CellRegime, MethodSpec, RoutingSpec, TrainConfig
+from harness.suite.specs import CellRegime, Evaluate, MethodSpec, RoutingSpec, TrainConfig
 from harness.tasks.base import TaskSpec
 
 
@@ -42,6 +42,7 @@ class Cell(Strict):
     train: TrainConfig
     data_dir: str
     search: Search | None = None  # set only for methods that train
+    evaluate: Evaluate = Evaluate()  # what a trained cell measures beyond its clean score
 
     @model_validator(mode="after")
     def _one_learning_rate(self) -> Cell:
@@ -71,6 +72,8 @@ class Cell(Strict):
             fields["precision"] = self.train.precision
         if self.search is not None:  # a searched cell is not the same experiment as a hand-set one
             fields["search"] = self.search.identity()
+        if self.trains and self.evaluate.identity():  # its record holds more; cells without it keep their hashes
+            fields["evaluate"] = self.evaluate.identity()
         return fields
 
     @property

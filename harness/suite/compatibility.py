@@ -25,6 +25,8 @@ def conflict(method: Method, task_type: str, routing: Any, regime: Any) -> str |
     name = method.params.name
     if (own := method.conflict(task_type, regime)) is not None:
         return own
+    if getattr(regime, "train_size", None) is not None and not method.trains:
+        return f"method {name!r} does not train; a training size would not change it"
     if method.task_types is not None and task_type not in method.task_types:
         return f"method {name!r} supports {' and '.join(method.task_types)} tasks, not {task_type}"
     if routing.strategy == "none":
@@ -57,6 +59,33 @@ def combination_problems(suite: Suite, path: Path, lines: dict[Loc, int]) -> lis
                 f"{path}:{line_of(lines, loc)}: {dotted(loc)}: {reason} "
                 f"(task {task.name}, routing {describe(routing.model_dump())}, regime {regime.label})"
             )
+    return list(problems.values())
+
+
+def evaluation_problems(suite: Suite, path: Path, lines: dict[Loc, int]) -> list[str]:
+    """Probes a grid's tasks cannot run: one limited to entity or context words needs a family with entities, the
+    attack a family with one label per text."""
+    problems: dict[tuple, str] = {}
+    for grid, axes in suite.grid_axes():
+        at = ("evaluate",) if not grid or suite.grids[grid[1]].evaluate is None else (*grid, "evaluate")
+        for task in axes["tasks"] if axes["evaluate"].attack is not None else []:
+            if not families.get(task.type).attackable:
+                loc = (*at, "attack")
+                problems.setdefault(
+                    loc,
+                    f"{path}:{line_of(lines, loc)}: {dotted(loc)}: the attack changes the label of a whole text; task "
+                    f"{task.name} ({task.type}) has none (give that task a grid without it)",
+                )
+        for i, probe in enumerate(axes["evaluate"].probes):
+            words = getattr(probe, "words", "all")
+            for task in axes["tasks"]:
+                if words != "all" and not families.get(task.type).has_entities:
+                    loc = (*at, "probes", i, "words")
+                    problems.setdefault(
+                        loc,
+                        f"{path}:{line_of(lines, loc)}: {dotted(loc)}: task {task.name} ({task.type}) has no entity "
+                        f"words to tell from context; use words: all",
+                    )
     return list(problems.values())
 
 

@@ -11,12 +11,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from harness.core.errors import BenchError
+from harness.evaluation.probes import probe_name
 from harness.methods import methods
+from harness.records.measures import measure, measured
 from harness.suite.cell import Cell
-from harness.suite.compatibility import combination_problems, search_problems
+from harness.suite.compatibility import combination_problems, evaluation_problems, search_problems
 from harness.suite.schema import SEED_TAGS, Suite
 from harness.suite.specs import REGIME_TAGS, TrainConfig
 from harness.suite.yaml_lines import Loc, describe_error, dotted, line_of, load_yaml
+from harness.tasks import families
 from harness.tasks.base import TaskSpec
 from harness.tasks.data import check_task
 
@@ -33,7 +36,7 @@ def load_suite(path: Path) -> Suite:
         tags = REGIME_TAGS + SEED_TAGS
         raise BenchError("\n".join(describe_error(err, path, data, lines, tags) for err in e.errors())) from None
     problems = combination_problems(suite, path, lines) + search_problems(suite, path, lines)
-    problems += _profile_problems(suite, path, lines)
+    problems += _profile_problems(suite, path, lines) + evaluation_problems(suite, path, lines)
     if not problems:
         problems += _hypothesis_problems(suite, path, lines)
     if problems:
@@ -61,7 +64,7 @@ def _hypothesis_problems(suite: Suite, path: Path, lines: dict[Loc, int]) -> lis
             row = cell.row()
             shown = row.model_dump(include={"backbone", "method", "routing", "inference", "regime"})
             rows[profile, row.task][row.key] = shown | {"tuning": "-" if cell.search is None else "search"}
-    problems = []
+    problems = _metric_problems(suite, path, lines)
     for i, hypothesis in enumerate(suite.report.hypotheses):
         for side in ("a", "b"):
             ref = getattr(hypothesis, side)
@@ -74,6 +77,25 @@ def _hypothesis_problems(suite: Suite, path: Path, lines: dict[Loc, int]) -> lis
                 shown = "; ".join(f"{r['method']}/{r['routing']}/{r['inference']}/{r['regime']}" for r in matched)
                 problems.append(f"{where}: {ref} matches {len(matched)} rows of {task} ({shown}): name more columns")
     return problems
+
+
+def _metric_problems(suite: Suite, path: Path, lines: dict[Loc, int]) -> list[str]:
+    """A hypothesis about a measure beyond the score needs a cell that measures it (a probe, the attack, the
+    train–validation gap are asked for in an evaluate block)."""
+    written: set[str] = set()
+    for profile in [None, *suite.profiles]:
+        for cell in expand(suite, path, profile):
+            if cell.trains:
+                probes = [probe_name(p) for p in cell.evaluate.probes]
+                attack = cell.evaluate.attack is not None and families.get(cell.task.type).attackable
+                written |= measured(probes, cell.evaluate.overfit, attack)
+    return [
+        f"{path}:{line_of(lines, loc)}: {dotted(loc)}: no cell of the suite measures {h.metric!r} (ask for it in "
+        f"an evaluate block: docs/statistics-and-findings.md#beyond-the-clean-score)"
+        for i, h in enumerate(suite.report.hypotheses)
+        if measure(h.metric) is not None and h.metric not in written
+        for loc in [("report", "hypotheses", i, "metric")]
+    ]
 
 
 def _profile_name(suite: Suite, profile: str | None) -> str | None:
@@ -138,6 +160,7 @@ def expand(suite: Suite, suite_path: Path, profile: str | None = None) -> list[C
                         train=train,
                         data_dir=str(data_dir_for(suite, suite_path, task)),
                         search=search,
+                        evaluate=axes["evaluate"],
                     )
                     cells.setdefault(cell.config_hash, cell)
     return list(cells.values())

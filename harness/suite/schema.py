@@ -10,7 +10,17 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 from harness.core.config import Strict
 from harness.records.settings import ReportSettings, SeedPlan
 from harness.suite.search_space import Search
-from harness.suite.specs import Backbone, MethodSpec, Profile, Regime, RoutingSpec, TaskRef, TrainConfig, unique
+from harness.suite.specs import (
+    Backbone,
+    Evaluate,
+    MethodSpec,
+    Profile,
+    Regime,
+    RoutingSpec,
+    TaskRef,
+    TrainConfig,
+    unique,
+)
 from harness.tasks.base import Slug
 
 
@@ -50,6 +60,7 @@ class Grid(Strict):
     regimes: _axis(Regime) | None = None
     seeds: _axis(int) | None = None
     search: Search | None = None  # replaces the suite's search for this grid's cells
+    evaluate: Evaluate | None = None  # replaces the suite's evaluate block for this grid's cells
     profiles: _axis(Slug) | None = None  # this grid's cells exist only under these profiles (default: under all)
 
 
@@ -67,6 +78,7 @@ class Suite(Strict):
     # baseline) share a suite and a leaderboard.
     grids: Annotated[list[Grid], Field(min_length=1)] | None = None
     search: Search | None = None  # hyperparameter search for every cell that trains (a grid may replace it)
+    evaluate: Evaluate = Field(default_factory=Evaluate)  # beyond the clean score, for cells that train
     train: TrainConfig = Field(default_factory=TrainConfig)
     profiles: dict[Slug, Profile] = Field(default_factory=dict)
     data_dir: str | None = None
@@ -98,16 +110,18 @@ class Suite(Strict):
         return self.seeds if isinstance(self.seeds, SeedPlan) else None
 
     def grid_axes(self) -> list[tuple[tuple, dict[str, Any]]]:
-        """Each grid's location in the YAML, its resolved axes, its ``search`` (None: no search) and the
-        ``profiles`` it is limited to (None: every profile)."""
+        """Each grid's location in the YAML, its resolved axes, its ``search`` (None: no search), its ``evaluate``
+        block and the ``profiles`` it is limited to (None: every profile)."""
         if self.grids is None:
-            axes = {axis: getattr(self, axis) for axis in AXES} | {"search": self.search, "profiles": None}
+            axes = {axis: getattr(self, axis) for axis in AXES}
+            axes |= {"search": self.search, "evaluate": self.evaluate, "profiles": None}
             return [((), axes | {"seeds": seed_values(self.seeds)})]
         return [
             (
                 ("grids", i),
                 {axis: getattr(grid, axis) or getattr(self, axis) for axis in AXES}
-                | {"search": grid.search or self.search, "profiles": grid.profiles}
+                | {"search": grid.search or self.search, "evaluate": grid.evaluate or self.evaluate}
+                | {"profiles": grid.profiles}
                 | {"seeds": seed_values(grid.seeds or self.seeds)},
             )
             for i, grid in enumerate(self.grids)

@@ -1,5 +1,5 @@
 """What a suite and a cell are made of: training settings, profiles, the method / routing / task specs resolved
-through their registries, and the regime (the whole training split, or k examples per class)."""
+through their registries, and the regime (the whole training split, a training size, or k examples per class)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from harness.core.config import Strict, tagged_union
+from harness.evaluation.attack import AttackParams
+from harness.evaluation.probes import probe_name, probes
 from harness.methods import methods
 from harness.models.backbones import backbones, is_valid_backbone
 from harness.routing import routers
@@ -119,8 +121,33 @@ RoutingSpec = Annotated[
     tagged_union([cls.Params for _, cls in routers.items()], "strategy"),
     BeforeValidator(_named("strategy", routers)),
 ]
+ProbeSpec = Annotated[
+    tagged_union([cls.Params for _, cls in probes.items()], "kind"), BeforeValidator(_named("kind", probes))
+]
 TaskRef = Annotated[TaskSpec, BeforeValidator(_builtin_task)]
 Backbone = Annotated[str, AfterValidator(_known_backbone)]
+
+
+def _distinct_names(found: list) -> list:
+    names = [probe_name(p) for p in found]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two probes measure the same thing: {', '.join(names)}")
+    return found
+
+
+class Evaluate(Strict):
+    """What a trained cell measures on its test set beyond the clean score (docs/statistics-and-findings.md):
+    robustness ``probes``, an adversarial ``attack``, the train–validation gap (``overfit``). Calibration and
+    inference speed come with every trained cell; this block is part of the config hash only when it asks for
+    something."""
+
+    probes: Annotated[list[ProbeSpec], AfterValidator(_distinct_names)] = Field(default_factory=list)
+    attack: AttackParams | None = None  # DeepWordBug on classification cells
+    overfit: bool = False  # score a training sample at the best step and at the end, beside validation
+
+    def identity(self) -> dict[str, Any]:
+        """The hashed form: empty when nothing is asked for."""
+        return {} if self == Evaluate() else self.model_dump()
 
 
 # -- regimes: each answers the questions the rest of the code asks of a regime, so nobody branches on its kind
@@ -216,7 +243,47 @@ class FewShot(Strict):
         return f"{self.row_part()}-split{self.split_seed}"
 
 
-REGIME_TAGS = ("regime:full", "regime:shots")
+class Sized(Strict):
+    """A learning-curve point: ``train_size`` examples of the training split, drawn by the cell's seed, trained and
+    selected as usual (validation as the profile sets it). Several sizes in one suite are one axis: each size is
+    its own row, and the report plots score against size per method and routing."""
+
+    few_shot: ClassVar[bool] = False
+    shots: ClassVar[None] = None
+    train_size: PositiveInt
+    train: Profile | None = None  # training overrides for this size (a hundred examples may want a higher cap)
+
+    @property
+    def label(self) -> str:
+        return f"n={self.train_size}"
+
+    def cells(self, seed: int) -> list[Sized]:
+        return [self]
+
+    def training(self, base: TrainConfig) -> TrainConfig:
+        overrides = self.train.model_dump(exclude_unset=True) if self.train is not None else {}
+        return base.model_copy(update={**overrides, "train_subset": self.train_size})
+
+    def identity(self) -> Any:
+        return self.model_dump(exclude_none=True)  # the overrides are in the cell's training settings as well
+
+    def row_identity(self) -> Any:
+        return self.identity()
+
+    def data_seed(self, seed: int) -> int:
+        return seed
+
+    def unit(self, seed: int) -> str:
+        return str(seed)
+
+    def row_part(self) -> str:
+        return f"n{self.train_size}"
+
+    def path_part(self) -> str:
+        return self.row_part()
+
+
+REGIME_TAGS = ("regime:full", "regime:shots", "regime:size")
 
 
 def _full(value: Any) -> Any:
@@ -226,13 +293,18 @@ def _full(value: Any) -> Any:
 
 
 def _regime_kind(value: Any) -> str:
-    return REGIME_TAGS[0] if isinstance(value, str | FullData) else REGIME_TAGS[1]
+    if isinstance(value, str | FullData):
+        return REGIME_TAGS[0]
+    sized = isinstance(value, Sized) or (isinstance(value, dict) and "train_size" in value)
+    return REGIME_TAGS[2] if sized else REGIME_TAGS[1]
 
 
 def _regime(model: type) -> Any:
-    """``full`` or a mapping; the tag decides which, so a bad mapping reports its own fields only."""
+    """``full``, a training size or a few-shot mapping; the tag decides which, so a bad mapping reports its own
+    fields only."""
     full = Annotated[FullData, BeforeValidator(_full), PlainSerializer(lambda _: "full"), Tag(REGIME_TAGS[0])]
-    return Annotated[full | Annotated[model, Tag(REGIME_TAGS[1])], Discriminator(_regime_kind)]
+    shots, sized = Annotated[model, Tag(REGIME_TAGS[1])], Annotated[Sized, Tag(REGIME_TAGS[2])]
+    return Annotated[full | shots | sized, Discriminator(_regime_kind)]
 
 
 Regime = _regime(Shots)

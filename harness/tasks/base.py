@@ -124,6 +124,8 @@ class TaskFamily(Protocol):
     peft_task_type: ClassVar[str]  # peft's TaskType for this head (TOKEN_CLS, SEQ_CLS)
     majority_rules: ClassVar[tuple[str, ...]]  # what `majority` may predict from (the first is the default)
     answer_slot: ClassVar[str]  # where a prompt template puts the answer: {label}, {entities}
+    has_entities: ClassVar[bool]  # whether a probe can tell entity words from context words
+    attackable: ClassVar[bool]  # one label per text: what a black-box text attack tries to flip
     default_template: ClassVar[str]
 
     def read(self, path: Path, spec: TaskSpec) -> list[Any]: ...
@@ -137,6 +139,15 @@ class TaskFamily(Protocol):
     def strata(self, example: Any) -> Counter: ...
 
     def words(self, example: Any) -> tuple[str, ...]: ...
+
+    def entity_words(self, example: Any) -> list[bool]:
+        """Per word of ``words(example)``: whether it is part of an entity mention (never, for a classifier)."""
+        ...
+
+    def rewritten(self, example: Any, words: list[str | None]) -> Any:
+        """``example`` with its words replaced (None: removed), the gold answer kept (NER: the removed words' tags
+        go with them, so the rest stay aligned)."""
+        ...
 
     def gold(self, examples: list[Any], labels: list[str]) -> list[Any]: ...
 

@@ -70,6 +70,8 @@ class ClassificationFamily:
     peft_task_type: ClassVar[str] = "SEQ_CLS"
     majority_rules: ClassVar[tuple[str, ...]] = ("class",)
     answer_slot: ClassVar[str] = "{label}"
+    attackable: ClassVar[bool] = True
+    has_entities: ClassVar[bool] = False
     default_template: ClassVar[str] = "Text: {text}\nLabel: {label}"
 
     def read(self, path: Path, spec: TaskSpec) -> list[dict]:
@@ -101,6 +103,12 @@ class ClassificationFamily:
 
     def words(self, example: dict) -> tuple[str, ...]:
         return tuple(example["text"].split())
+
+    def entity_words(self, example: dict) -> list[bool]:
+        return [False] * len(self.words(example))
+
+    def rewritten(self, example: dict, words: list[str | None]) -> dict:
+        return example | {"text": " ".join(w for w in words if w is not None)}
 
     def gold(self, examples: list[dict], labels: list[str]) -> list[int]:
         label_id = {label: i for i, label in enumerate(labels)}

@@ -202,9 +202,7 @@ def prepare_task(
     raw, labels = task.splits, task.labels
 
     def tokenized(split: str) -> Split:
-        key = f"{_content_key(raw[split], labels)}-{_tokenizer_key(tokenizer)}-{max_length}"
-        inputs = family.tokenize(raw[split], tokenizer, labels, max_length, cache_dir() / f"{spec.name}-{key}.arrow")
-        return Split(inputs, family.gold(raw[split], labels), raw[split])
+        return tokenized_split(spec, raw[split], labels, tokenizer, max_length)
 
     train = tokenized("train")
     carve_removed = None
@@ -232,6 +230,19 @@ def prepare_task(
         shots=shots,
         carve_removed=carve_removed,
     )
+
+
+def tokenized_split(spec: TaskSpec, examples: list[Any], labels: list[str], tokenizer: Any, max_length: int) -> Split:
+    """``examples`` tokenised (cached on disk by content, tokenizer and length) with their gold answers."""
+    family = families.get(spec.type)
+    key = f"{_content_key(examples, labels)}-{_tokenizer_key(tokenizer)}-{max_length}"
+    inputs = family.tokenize(examples, tokenizer, labels, max_length, cache_dir() / f"{spec.name}-{key}.arrow")
+    return Split(inputs, family.gold(examples, labels), examples)
+
+
+def sample(split: Split, size: int, seed: int) -> Split:
+    """``size`` examples of ``split`` drawn by ``seed`` (all of it when it is not larger)."""
+    return _select(split, _seeded_order(len(split.gold), seed)[:size])
 
 
 def _select(split: Split, indices: list[int]) -> Split:

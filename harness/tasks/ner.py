@@ -60,6 +60,8 @@ class NerFamily:
     peft_task_type: ClassVar[str] = "TOKEN_CLS"
     majority_rules: ClassVar[tuple[str, ...]] = ("class", "word")  # word: each word's most frequent training tag
     answer_slot: ClassVar[str] = "{entities}"
+    attackable: ClassVar[bool] = False
+    has_entities: ClassVar[bool] = True
     default_template: ClassVar[str] = "Sentence: {text}\nEntities: {entities}"
 
     def read(self, path: Path, spec: TaskSpec) -> list[dict]:
@@ -89,6 +91,13 @@ class NerFamily:
 
     def words(self, example: dict) -> tuple[str, ...]:
         return tuple(example["tokens"])
+
+    def entity_words(self, example: dict) -> list[bool]:
+        return [tag != "O" for tag in example["tags"]]
+
+    def rewritten(self, example: dict, words: list[str | None]) -> dict:
+        kept = [(w, t) for w, t in zip(words, example["tags"], strict=True) if w is not None]
+        return example | {"tokens": [w for w, _ in kept], "tags": [t for _, t in kept]}
 
     def strata(self, example: dict) -> Counter:
         """Entity mentions per type (a mention starts at B-, or at an I- that follows another type)."""
