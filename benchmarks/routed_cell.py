@@ -123,25 +123,31 @@ def patched(clock: Clock) -> Iterator[None]:
             setattr(owner, name, original)
 
 
-def measure(cell: Cell, device: str) -> tuple[dict[str, float], Any]:
+def timed_cell(cell: Cell, device: str, patcher: Callable[[Clock], Any]) -> tuple[dict[str, float], float, Any]:
+    """Run ``cell`` with ``patcher(clock)`` wrapping what it times: seconds per phase, total wall seconds, record."""
     clock = Clock()
     started = time.perf_counter()
-    with patched(clock):
+    with patcher(clock):
         record = run_cell(cell, device, progress=False).record
-    s = clock.seconds
+    return dict(clock.seconds), time.perf_counter() - started, record
+
+
+def measure(cell: Cell, device: str) -> tuple[dict[str, float], Any]:
+    s, wall, record = timed_cell(cell, device, patched)
     # validation runs inside the epochs (every eval_every steps or at each epoch's end)
     s["loop"] = s.pop("epochs") - s["forward"] - s["backward"] - s["clip"] - s["step"] - s["validation"]
-    s["cell"] = time.perf_counter() - started - sum(s[k] for k in ("data", "build", "validation", "test", "loop"))
+    s["cell"] = wall - sum(s[k] for k in ("data", "build", "validation", "test", "loop"))
     s["cell"] -= s["forward"] + s["backward"] + s["clip"] + s["step"]
     return dict(s), record
 
 
-def measure_alone(cell: Cell, device: str) -> tuple[dict[str, float], Any]:
-    """``measure`` in a new process: no cell starts with what the cells before it left in the process — oneDNN's
-    cache of GEMM kernels (one per matrix shape, kept for the process's life, and most of a routed cell's memory
-    above dense when it ran after the others) and a warm heap — so each cell's time and peak memory are its own."""
+def run_alone(fn: Callable, cell: Cell, device: str) -> Any:
+    """``fn(cell, device)`` in a new process: no cell starts with what the cells before it left in the process —
+    oneDNN's cache of GEMM kernels (one per matrix shape, kept for the process's life, and most of a routed cell's
+    memory above dense when it ran after the others) and a warm heap — so each cell's time and peak memory are its
+    own."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure, cell, device).result()
+        return pool.submit(fn, cell, device).result()
 
 
 def op_table(cell: Cell, device: str, rows: int) -> str:
@@ -201,7 +207,7 @@ def main() -> None:
         phases, records = [], []
         for arm in arms:
             cell = with_train(arm, precision=precision, **overrides)
-            seconds, record = measure_alone(cell, args.device)
+            seconds, record = run_alone(measure, cell, args.device)
             phases.append(seconds)
             records.append(record)
         print(f"\n{records[0].env['device']}, {torch.get_num_threads()} threads")
