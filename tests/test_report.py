@@ -536,6 +536,15 @@ def test_profile_agreement_counts_rank_correlation_and_names_the_swaps_beyond_no
         write_report(records, tmp_path / name)
     read = agreement(*(read_leaderboards(tmp_path / name / "leaderboard.csv") for name in ("small", "full")))
     assert read == [found]
+    # the full profile's rows from two reports (suites sharing cells): a row both hold is read from the first
+    write_report(full[:2], tmp_path / "full-a")
+    write_report([*full[1:], _record("full", 1, 0.10)], tmp_path / "full-b")
+    csvs = [str(tmp_path / name / "leaderboard.csv") for name in ("small", "full-a", "full-b")]
+    script = subprocess.run(
+        [sys.executable, "benchmarks/profile_agreement.py", *csvs], cwd=REPO, capture_output=True, text=True
+    )
+    assert script.returncode == 0, script.stderr
+    assert "sst2: 4 rows ran at both budgets; Spearman 0.200, Kendall 0.000; 3 pairs swap" in script.stdout
 
 
 def test_a_report_written_again_drops_the_plots_its_records_no_longer_draw(tmp_path):
