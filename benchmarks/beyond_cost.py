@@ -53,6 +53,11 @@ def measure(cell: Cell, device: str) -> tuple[dict[str, float], Any]:
     return seconds, record
 
 
+def _share(seconds: float | None, rest: float) -> str:
+    """A phase's seconds and share of the rest of the cell; '-' for a phase the cell never ran."""
+    return f"{'-':>23}" if seconds is None else f"{seconds:>14.2f}s ({seconds / rest:>4.0%})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", type=Path, default=Path("suites/claims.yaml"))
@@ -73,7 +78,7 @@ def main() -> None:
     for cell in cells:
         seconds, record = run_alone(measure, cell, args.device)
         added, rest = sum(seconds.get(key, 0.0) for _, key in MEASURES), seconds["cell"]
-        parts = "".join(f"{seconds.get(k, 0.0):>14.1f}s ({seconds.get(k, 0.0) / rest:>4.0%})" for _, k in MEASURES)
+        parts = "".join(_share(seconds.get(k), rest) for _, k in MEASURES)
         name = f"{cell.label} ({record.row.inference})" if record.row.inference != "-" else cell.label
         print(f"{name:<48}{rest:>13.1f}s{parts}{added / rest:>10.0%}")
         shown = {k: round(v, 2) for k, v in sorted(record.measures.items())}

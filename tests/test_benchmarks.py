@@ -44,6 +44,8 @@ def test_beyond_cost_benchmark_times_probes_attack_and_gap_against_the_rest_of_t
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     (row,) = [line for line in result.stdout.splitlines() if line.startswith("sst2/")]
+    # the rest of the cell, probes, attack, gap: each phase ran ('-' marks one that never did); a tiny model's gap
+    # scoring can take under 5 ms, so a time of 0.00 s is no failure
     seconds = [float(part[:-1]) for part in row.split() if part.endswith("s") and part[:-1].replace(".", "").isdigit()]
-    assert len(seconds) == 4 and all(s > 0 for s in seconds)  # the rest of the cell, probes, attack, gap
+    assert len(seconds) == 4 and " - " not in row and seconds[0] > 0
     assert row.endswith("%") and "attack.success_rate" in result.stdout
